@@ -1,0 +1,113 @@
+"""Allreduce algorithms over mpi4py, each one function over (communicator, buffer).
+
+Every algorithm reduces a contiguous 1-D NumPy or CuPy array in place and returns
+the number of bytes this rank handed to MPI send calls. Algorithms are looked up by
+spec strings such as ``ring`` or ``ring-pipelined:segment=64K``; :func:`register`
+adds new ones.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from hpcopt.collectives.hierarchical import hierarchical
+from hpcopt.collectives.native import native_in_place, native_out_of_place
+from hpcopt.collectives.rabenseifner import rabenseifner
+from hpcopt.collectives.recursive_doubling import recursive_doubling
+from hpcopt.collectives.ring import ring
+from hpcopt.collectives.ring_pipelined import ring_pipelined
+from hpcopt.collectives.tree import tree
+from hpcopt.errors import UsageError
+from hpcopt.specs import parse_size, parse_spec
+
+__all__ = ["ALGORITHMS", "Algorithm", "get_algorithm", "parse_algorithms", "register"]
+
+AllreduceFn = Callable[..., int]
+
+
+@dataclass(frozen=True)
+class Algorithm:
+    """A registered allreduce: its function, option parsers and calling convention."""
+
+    name: str
+    fn: AllreduceFn
+    options: dict[str, tuple[str, Callable[[str], Any]]] = field(default_factory=dict)
+    out_of_place: bool = False
+
+
+@dataclass(frozen=True)
+class BoundAlgorithm:
+    """An algorithm with its options fixed; ``label`` is the spec it was made from."""
+
+    label: str
+    name: str
+    run: AllreduceFn
+    out_of_place: bool
+
+
+ALGORITHMS: dict[str, Algorithm] = {}
+
+
+def register(
+    name: str,
+    fn: AllreduceFn,
+    *,
+    options: dict[str, tuple[str, Callable[[str], Any]]] | None = None,
+    out_of_place: bool = False,
+) -> None:
+    """Add an allreduce ``fn(comm, buf, *, op, scratch[, out]) -> bytes_sent``.
+
+    ``options`` maps a spec key to (keyword argument, parser of the value string).
+    """
+    ALGORITHMS[name] = Algorithm(name, fn, dict(options or {}), out_of_place)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise ValueError(text)
+    return value
+
+
+register("native", native_in_place)
+register("native-oop", native_out_of_place, out_of_place=True)
+register("ring", ring)
+register("ring-pipelined", ring_pipelined, options={"segment": ("segment_bytes", parse_size)})
+register("tree", tree)
+register("recursive-doubling", recursive_doubling)
+register("rabenseifner", rabenseifner)
+register("hierarchical", hierarchical, options={"ppn": ("ranks_per_node", _positive_int)})
+
+
+def get_algorithm(spec: str) -> BoundAlgorithm:
+    """The algorithm named by ``spec`` with its options bound; UsageError if unknown."""
+    name, raw = parse_spec(spec, "algorithm")
+    algo = ALGORITHMS.get(name)
+    if algo is None:
+        known = ", ".join(ALGORITHMS)
+        raise UsageError(f"unknown algorithm {name!r}; choose from: {known} (or all)")
+    kwargs: dict[str, Any] = {}
+    for key, text in raw.items():
+        if key not in algo.options:
+            allowed = ", ".join(algo.options) or "none"
+            raise UsageError(f"algorithm {name!r} has no option {key!r} (options: {allowed})")
+        kwarg, parse = algo.options[key]
+        try:
+            kwargs[kwarg] = parse(text)
+        except (ValueError, UsageError):
+            raise UsageError(f"bad value {text!r} for {name} option {key!r}") from None
+    run = functools.partial(algo.fn, **kwargs) if kwargs else algo.fn
+    return BoundAlgorithm(spec.strip(), name, run, algo.out_of_place)
+
+
+def parse_algorithms(text: str) -> list[BoundAlgorithm]:
+    """A comma list of specs (options after ``:`` use ``;`` between keys) or ``all``."""
+    if text.strip() == "all":
+        return [get_algorithm(name) for name in ALGORITHMS]
+    specs = [part.replace(";", ",") for part in text.split(",") if part.strip()]
+    if not specs:
+        raise UsageError("no algorithm given")
+    return [get_algorithm(spec) for spec in specs]

@@ -1,0 +1,54 @@
+"""Binomial-tree reduce to rank 0 followed by a binomial-tree broadcast."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mpi4py import MPI
+
+from hpcopt.backend import Scratch
+from hpcopt.collectives._p2p import recv, reducer, scratch_for, send
+
+__all__ = ["binomial_bcast", "binomial_reduce", "tree"]
+
+
+def binomial_reduce(comm: MPI.Comm, buf: Any, op: MPI.Op, scratch: Scratch) -> int:
+    """Reduce every rank's ``buf`` into rank 0's ``buf``; returns bytes sent."""
+    p, r = comm.size, comm.rank
+    tmp = scratch.get("tree", buf.size, buf.dtype)
+    reduce_into = reducer(op, buf)
+    mask = 1
+    while mask < p:
+        if r & mask:
+            return send(comm, buf, r - mask)
+        if r + mask < p:
+            recv(comm, tmp, r + mask)
+            reduce_into(buf, tmp)
+        mask <<= 1
+    return 0
+
+
+def binomial_bcast(comm: MPI.Comm, buf: Any) -> int:
+    """Broadcast rank 0's ``buf`` to every rank; returns bytes sent."""
+    p, r = comm.size, comm.rank
+    mask = 1
+    while mask < p:
+        if r & mask:
+            recv(comm, buf, r - mask)
+            break
+        mask <<= 1
+    sent = 0
+    mask >>= 1
+    while mask > 0:
+        if r + mask < p:
+            sent += send(comm, buf, r + mask)
+        mask >>= 1
+    return sent
+
+
+def tree(comm: MPI.Comm, buf: Any, *, op: MPI.Op = MPI.SUM, scratch: Scratch | None = None) -> int:
+    """In-place allreduce as binomial reduce + binomial broadcast (latency-friendly)."""
+    if comm.size == 1 or buf.size == 0:
+        return 0
+    sent = binomial_reduce(comm, buf, op, scratch_for(scratch, buf))
+    return sent + binomial_bcast(comm, buf)
