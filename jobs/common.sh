@@ -1,0 +1,61 @@
+# Helpers shared by the job scripts; source it from bash, don't run it.
+
+# Print an error as one line and exit with status 2.
+die() {
+    echo "${0##*/}: error: $*" >&2
+    exit 2
+}
+
+# The repository root: the folder above jobs/.
+hpcopt_root() {
+    cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd
+}
+
+# The Python for the ranks: $HPCOPT_PYTHON, else ROOT/.venv, else python3 on PATH.
+find_python() {
+    local root=$1
+    if [[ -n ${HPCOPT_PYTHON:-} ]]; then
+        echo "$HPCOPT_PYTHON"
+    elif [[ -x $root/.venv/bin/python ]]; then
+        echo "$root/.venv/bin/python"
+    else
+        command -v python3 || die "no python3 on PATH; set HPCOPT_PYTHON"
+    fi
+}
+
+# The mpiexec next to PYTHON (an MPI wheel in a venv), else mpiexec on PATH.
+find_mpiexec() {
+    local bindir
+    bindir=$(dirname "$1")
+    if [[ -n ${HPCOPT_MPIEXEC:-} ]]; then
+        echo "$HPCOPT_MPIEXEC"
+    elif [[ -x $bindir/mpiexec ]]; then
+        echo "$bindir/mpiexec"
+    else
+        command -v mpiexec || die "no mpiexec next to $1 or on PATH; set HPCOPT_MPIEXEC"
+    fi
+}
+
+# The script for KERNEL: a path to a .py file, or a name (allreduce) in ROOT/kernels.
+kernel_file() {
+    local root=$1 name=${2%.py}
+    if [[ $2 == *.py && -f $2 ]]; then
+        realpath "$2"
+        return
+    fi
+    name=${name##*/}
+    [[ -f $root/kernels/$name.py ]] ||
+        die "unknown kernel '$2' (kernels/ has: $(cd "$root/kernels" && ls -- *.py 2>/dev/null | tr '\n' ' '))"
+    echo "$root/kernels/$name.py"
+}
+
+# Succeed when FLAG (as FLAG, FLAG=... or a short flag with its value attached) is in ARGS.
+has_flag() {
+    local flag=$1 arg
+    shift
+    for arg in "$@"; do
+        [[ $arg == "$flag" || $arg == "$flag="* ]] && return 0
+        [[ $flag != --* && $arg == "$flag"?* ]] && return 0
+    done
+    return 1
+}

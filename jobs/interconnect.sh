@@ -1,0 +1,168 @@
+#!/bin/bash
+# Run a kernel on 2 ranks over one emulated link: jobs/interconnect.sh LINK -- KERNEL [flags]
+#
+# LINK is one of
+#   shm                    MPICH's shared memory between two processes on this machine
+#   tcp                    MPICH over TCP on loopback (libfabric's tcp provider)
+#   veth:RATE[:DELAY_US]   two network namespaces joined by a veth pair, each end shaped to
+#                          RATE (tc tbf, e.g. 1gbit, 100mbit); DELAY_US adds a one-way delay
+#                          with netem, refused where the kernel has no netem
+# The run is tagged LINK unless the kernel flags give --tag. veth links need root; the
+# namespaces are created here, with unique names, and removed on exit.
+# MPIEXEC_TIMEOUT (default 600 s) ends a job that hangs.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+IFACE=hpc0
+SUBNET=198.18.0 # RFC 2544 benchmarking range, used only inside the namespaces
+CREATED=()
+WORKDIR=""
+
+usage() {
+    die "usage: ${0##*/} shm|tcp|veth:RATE[:DELAY_US] -- KERNEL [kernel flags]"
+}
+
+# Remove what this run created: its namespaces (and so the veth pair) and its temp folder.
+cleanup() {
+    local ns
+    for ns in ${CREATED[@]+"${CREATED[@]}"}; do
+        ip netns del "$ns" 2>/dev/null || true
+    done
+    [[ -z $WORKDIR ]] || rm -rf "$WORKDIR"
+}
+
+# Bits per second in a tc rate such as 1gbit, 2.5gbit or 100mbit (k, m, g, t are powers of 1000).
+rate_bits() {
+    [[ $1 =~ ^([0-9]+(\.[0-9]+)?)([kmgt]?)bit$ ]] ||
+        die "bad rate '$1': use a number and kbit, mbit, gbit or tbit, e.g. 1gbit"
+    local scale
+    case ${BASH_REMATCH[3]} in
+    k) scale=1e3 ;; m) scale=1e6 ;; g) scale=1e9 ;; t) scale=1e12 ;; *) scale=1 ;;
+    esac
+    awk -v n="${BASH_REMATCH[1]}" -v s="$scale" 'BEGIN { printf "%.0f", n * s }'
+}
+
+# Token bucket size in bytes: 2 ms at the rate, at least 64 KiB (one GSO packet).
+burst_bytes() {
+    awk -v b="$1" 'BEGIN { x = b / 8 * 0.002; printf "%.0f", (x < 65536 ? 65536 : x) }'
+}
+
+# Shape egress of the link end in namespace NS to RATE, after DELAY_US of netem delay if nonzero.
+shape() {
+    local ns=$1 rate=$2 delay_us=$3 burst parent=(root)
+    burst=$(burst_bytes "$(rate_bits "$rate")")
+    if ((delay_us > 0)); then
+        tc -n "$ns" qdisc add dev "$IFACE" root handle 1: netem delay "${delay_us}us" 2>/dev/null ||
+            die "DELAY_US needs the netem qdisc, which this kernel lacks (CONFIG_NET_SCH_NETEM); use veth:$rate"
+        parent=(parent 1:1)
+    fi
+    tc -n "$ns" qdisc add dev "$IFACE" "${parent[@]}" handle 2: tbf rate "$rate" \
+        burst "$burst" latency 50ms
+}
+
+# Wait until the link is up in both namespaces (a veth end reports up once its peer is up).
+wait_up() {
+    local i ns state
+    for i in $(seq 100); do
+        state=""
+        for ns in "$@"; do
+            state+=$(ip netns exec "$ns" cat "/sys/class/net/$IFACE/operstate")
+        done
+        [[ $state == upup ]] && return 0
+        sleep 0.1
+    done
+    die "the veth link did not come up within 10 s"
+}
+
+# Two namespaces NS_A and NS_B joined by a shaped veth pair named $IFACE in both.
+make_link() {
+    local ns_a=$1 ns_b=$2 rate=$3 delay_us=$4 ns host=1
+    for ns in "$ns_a" "$ns_b"; do
+        ip netns add "$ns" || die "cannot create network namespace $ns"
+        CREATED+=("$ns")
+    done
+    ip link add "h$$a" netns "$ns_a" type veth peer name "h$$b" netns "$ns_b"
+    ip -n "$ns_a" link set "h$$a" name "$IFACE"
+    ip -n "$ns_b" link set "h$$b" name "$IFACE"
+    for ns in "$ns_a" "$ns_b"; do
+        ip -n "$ns" addr add "$SUBNET.$host/30" dev "$IFACE"
+        ip -n "$ns" link set lo up
+        ip -n "$ns" link set "$IFACE" up
+        shape "$ns" "$rate" "$delay_us"
+        host=$((host + 1))
+    done
+    wait_up "$ns_a" "$ns_b"
+}
+
+# A hydra launcher that starts a proxy for host $SUBNET.1 or .2 in NS_A or NS_B.
+write_launcher() {
+    local path=$1 ns_a=$2 ns_b=$3
+    cat >"$path" <<SCRIPT
+#!/bin/bash
+# Called by hydra as: $path [ssh options] HOST COMMAND
+set -euo pipefail
+while [[ \$1 == -* ]]; do shift; done
+case \$1 in
+$SUBNET.1) ns=$ns_a ;;
+$SUBNET.2) ns=$ns_b ;;
+*) echo "\$0: unknown host \$1" >&2; exit 1 ;;
+esac
+shift
+exec ip netns exec "\$ns" sh -c "\$*"
+SCRIPT
+    chmod +x "$path"
+}
+
+# Run PYTHON KERNEL ARGS on two ranks, one per namespace, over a veth link shaped by SPEC.
+run_veth() {
+    local spec=$1 mpiexec=$2
+    shift 2
+    [[ $EUID -eq 0 ]] || die "veth links need root (network namespaces, tc)"
+    local rate delay_us ns_a ns_b
+    IFS=: read -r rate delay_us <<<"$spec"
+    delay_us=${delay_us:-0}
+    [[ $delay_us =~ ^[0-9]+$ ]] || die "bad DELAY_US '$delay_us': microseconds as an integer"
+    rate_bits "$rate" >/dev/null
+    ns_a=hpcopt-$$-$RANDOM-a
+    ns_b=${ns_a%-a}-b
+    WORKDIR=$(mktemp -d)
+    make_link "$ns_a" "$ns_b" "$rate" "$delay_us"
+    write_launcher "$WORKDIR/netns-exec" "$ns_a" "$ns_b"
+    export FI_TCP_IFACE=$IFACE
+    ip netns exec "$ns_a" "$mpiexec" -launcher ssh -launcher-exec "$WORKDIR/netns-exec" \
+        -iface "$IFACE" -hosts "$SUBNET.1,$SUBNET.2" -ppn 1 -n 2 "$@"
+}
+
+main() {
+    [[ $# -ge 2 ]] || usage
+    local link=$1 root python mpiexec kernel
+    shift
+    [[ $1 == -- ]] && shift
+    [[ $# -ge 1 ]] || usage
+    [[ $link =~ ^(shm|tcp|veth:.+)$ ]] || die "unknown link '$link': use shm, tcp or veth:RATE[:DELAY_US]"
+    root=$(hpcopt_root)
+    python=$(find_python "$root")
+    mpiexec=$(find_mpiexec "$python")
+    kernel=$(kernel_file "$root" "$1")
+    shift
+    has_flag --tag "$@" || set -- "$@" --tag "$link"
+    cd "$root"
+    export PYTHONPATH=$root${PYTHONPATH:+:$PYTHONPATH}
+    export MPIEXEC_TIMEOUT=${MPIEXEC_TIMEOUT:-600}
+    case $link in
+    shm) "$mpiexec" -n 2 "$python" -m mpi4py "$kernel" "$@" ;;
+    tcp | veth:*)
+        export MPIR_CVAR_NOLOCAL=1 MPIR_CVAR_CH4_NETMOD=ofi FI_PROVIDER=tcp
+        if [[ $link == tcp ]]; then
+            "$mpiexec" -n 2 "$python" -m mpi4py "$kernel" "$@"
+        else
+            run_veth "${link#veth:}" "$mpiexec" "$python" -m mpi4py "$kernel" "$@"
+        fi
+        ;;
+    esac
+}
+
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+main "$@"
