@@ -1,0 +1,138 @@
+"""What every payload encoder shares: the payload, the base class, randomness, checks."""
+
+from __future__ import annotations
+
+import math
+from types import ModuleType
+from typing import Any, ClassVar
+
+import numpy as np
+
+from hpcopt.backend import Scratch, array_module
+
+__all__ = ["Encoder", "Payload", "check_finite", "flat_f32", "random_u16", "stochastic_floor"]
+
+
+class Payload:
+    """What crosses the wire (``buffers``) plus local context the receiver also knows.
+
+    Buffers are ordered by non-increasing itemsize so that their concatenation keeps
+    every buffer aligned. They are the encoder's work arrays: valid until its next encode.
+    """
+
+    __slots__ = ("buffers", "shape", "step")
+
+    def __init__(self, buffers: tuple[Any, ...], shape: tuple[int, ...], step: int = 0) -> None:
+        self.buffers = buffers
+        self.shape = shape
+        self.step = step
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes on the wire: the sum of the buffer sizes."""
+        return sum(int(b.nbytes) for b in self.buffers)
+
+    @property
+    def size(self) -> int:
+        """Elements of the decoded array."""
+        return math.prod(self.shape)
+
+
+class Encoder:
+    """Base class: ``encode(x, step) -> Payload``, ``decode(payload) -> float32 array``."""
+
+    name: ClassVar[str] = ""
+    unbiased: bool = False
+    summable: bool = False
+    two_stage: ClassVar[bool] = False
+
+    def __init__(self, *, seed: int = 0, rank: int = 0) -> None:
+        self.seed = seed
+        self.rank = rank
+        self._scratch: dict[ModuleType, Scratch] = {}
+
+    def encode(self, x: Any, step: int = 0) -> Payload:
+        """Compress ``x`` (any shape, float32) into a payload."""
+        raise NotImplementedError
+
+    def decode(self, payload: Payload, out: Any = None) -> Any:
+        """The float32 array (payload.shape) that ``payload`` stands for."""
+        raise NotImplementedError
+
+    def wire_bytes(self, d: int) -> int | None:
+        """Bytes on the wire for ``d`` elements, or None when they depend on the data."""
+        return None
+
+    def layout(self, d: int, nbytes: int) -> list[tuple[np.dtype, int]]:
+        """(dtype, count) of each buffer of a ``nbytes`` payload for ``d`` elements."""
+        raise NotImplementedError
+
+    def from_bytes(self, raw: Any, shape: tuple[int, ...], step: int = 0) -> Payload:
+        """A payload viewing the concatenated bytes ``raw`` (uint8) received from a peer."""
+        bufs, at = [], 0
+        for dtype, count in self.layout(math.prod(shape), raw.nbytes):
+            size = count * np.dtype(dtype).itemsize
+            bufs.append(raw[at : at + size].view(dtype))
+            at += size
+        return Payload(tuple(bufs), shape, step)
+
+    def work(self, xp: ModuleType, key: str, n: int, dtype: Any) -> Any:
+        """A cached work array of ``n`` elements (reused by later calls)."""
+        scratch = self._scratch.get(xp)
+        if scratch is None:
+            scratch = self._scratch[xp] = Scratch(xp)
+        return scratch.get(key, n, dtype)
+
+    def generator(self, xp: ModuleType, step: int, *, shared: bool = False) -> Any:
+        """A generator seeded from (seed, rank, step); ``shared`` drops the rank."""
+        key = [self.seed, step] if shared else [self.seed, self.rank, step]
+        seq = np.random.SeedSequence(key)
+        if xp is np:
+            return np.random.Generator(np.random.PCG64(seq))
+        return xp.random.default_rng(int(seq.generate_state(1, np.uint64)[0]))
+
+    def out_array(self, xp: ModuleType, payload: Payload, out: Any) -> Any:
+        """``out`` flattened, or a new float32 array for the decoded payload."""
+        if out is None:
+            return xp.empty(payload.size, dtype=np.float32)
+        return out.reshape(-1)
+
+    def __repr__(self) -> str:
+        return f"<encoder {self.name}>"
+
+
+def flat_f32(x: Any) -> Any:
+    """``x`` as a contiguous 1-D float32 array (a view when it already is one)."""
+    xp = array_module(x)
+    return xp.ascontiguousarray(x, dtype=np.float32).reshape(-1)
+
+
+def check_finite(total: float, x: Any, name: str) -> bool:
+    """Raise ValueError when ``x`` has NaN/Inf; False when only ``total`` overflowed."""
+    if math.isfinite(total):
+        return True
+    xp = array_module(x)
+    if not bool(xp.isfinite(x).all()):
+        raise ValueError(f"{name}: input contains NaN or Inf")
+    return False
+
+
+def random_u16(xp: ModuleType, gen: Any, n: int) -> Any:
+    """``n`` uniform 16-bit integers (raw generator output, no float conversion)."""
+    if xp is np:
+        raw = gen.bit_generator.random_raw((n + 3) // 4)
+        return raw.view(np.uint16)[:n]
+    return (gen.random(n, dtype=xp.float32) * 65536.0).astype(xp.uint16)
+
+
+def stochastic_floor(r: Any, gen: Any, work: Any, out: Any) -> Any:
+    """``out = floor(r + u)``, u uniform on [0, 1) in steps of 2**-16; r >= 0, float.
+
+    So ``out`` is floor(r) or floor(r)+1, the latter with probability frac(r) up to
+    2**-16. ``r`` is overwritten; ``work`` is a float buffer like ``r``.
+    """
+    xp = array_module(r)
+    xp.multiply(random_u16(xp, gen, r.size), r.dtype.type(2.0**-16), out=work)
+    xp.add(r, work, out=r)
+    out[...] = r
+    return out

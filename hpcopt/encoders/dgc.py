@@ -1,0 +1,73 @@
+"""Deep Gradient Compression's selection: a sampled threshold, then |x| >= threshold."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from hpcopt.backend import array_module
+from hpcopt.encoders.base import Encoder, Payload, check_finite, flat_f32
+from hpcopt.encoders.sparse import check_ratio, count_for, index_dtype, scatter
+from hpcopt.errors import UsageError
+
+__all__ = ["DGC"]
+
+
+class DGC(Encoder):
+    """Sends every entry at or above the threshold that a ``sample`` fraction suggests.
+
+    The count varies around k = ceil(ratio·d); above 2k the largest k are kept (as DGC
+    does). Values float32 + indices at the narrowest width for d.
+    """
+
+    name = "dgc"
+
+    def __init__(
+        self, *, ratio: float = 0.01, sample: float = 0.01, seed: int = 0, rank: int = 0
+    ) -> None:
+        super().__init__(seed=seed, rank=rank)
+        self.ratio = check_ratio(self.name, ratio)
+        if not 0 < sample <= 1:
+            raise UsageError(f"dgc sample must be in (0, 1], got {sample}")
+        self.sample = sample
+
+    def _threshold(self, a: Any, gen: Any) -> float:
+        xp = array_module(a)
+        d = a.size
+        m = min(d, max(1000, math.ceil(self.sample * d)))
+        s = a[gen.integers(0, d, size=m)] if m < d else a
+        kk = max(1, math.ceil(self.ratio * m))
+        return float(xp.partition(s, m - kk)[m - kk])
+
+    def encode(self, x: Any, step: int = 0) -> Payload:
+        flat = flat_f32(x)
+        xp = array_module(flat)
+        d = flat.size
+        a = self.work(xp, "abs", d, np.float32)
+        xp.abs(flat, out=a)
+        check_finite(float(a.sum()), flat, self.name)
+        k = count_for(self.ratio, d)
+        idx = xp.flatnonzero(a >= self._threshold(a, self.generator(xp, step))) if d else a[:0]
+        if idx.size > 2 * k:
+            idx = idx[xp.argpartition(a[idx], idx.size - k)[idx.size - k :]]
+        values = xp.take(flat, idx)
+        idx = idx.astype(index_dtype(d))
+        bufs = (idx, values) if idx.itemsize > 4 else (values, idx)
+        return Payload(bufs, tuple(x.shape), step)
+
+    def decode(self, payload: Payload, out: Any = None) -> Any:
+        a, b = payload.buffers
+        values, idx = (b, a) if a.itemsize > 4 else (a, b)
+        xp = array_module(values)
+        res = self.out_array(xp, payload, out)
+        scatter(res, idx, values)
+        return res.reshape(payload.shape)
+
+    def layout(self, d: int, nbytes: int) -> list[tuple[np.dtype, int]]:
+        width = index_dtype(d).itemsize
+        k = nbytes // (4 + width)
+        idx = (index_dtype(d), k)
+        f32 = (np.dtype(np.float32), k)
+        return [idx, f32] if width > 4 else [f32, idx]

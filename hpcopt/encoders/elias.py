@@ -1,0 +1,129 @@
+"""QSGD with Elias-gamma coding of zero runs and levels (QSGD's variable-length scheme).
+
+Stream after the float32 norm: gamma(nnz+1); the unary prefixes of gamma(gap+1) for
+every nonzero; the unary prefixes of gamma(level); one sign bit per nonzero; then the
+binary tails of the gap codes and of the level codes. Every codeword costs exactly its
+Elias-gamma length; keeping prefixes and tails in separate sections only reorders bits
+so that decoding is vectorized (the prefixes alone delimit all codewords).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from hpcopt.backend import array_module
+from hpcopt.encoders.base import Encoder, Payload, check_finite, flat_f32, stochastic_floor
+from hpcopt.errors import UsageError
+
+__all__ = ["QSGDElias", "read_fields", "write_fields"]
+
+
+def _bitlen(v: np.ndarray) -> np.ndarray:
+    """Bit lengths of positive integers below 2**53."""
+    return np.frexp(v.astype(np.float64))[1].astype(np.int64)
+
+
+def write_fields(bits: np.ndarray, offsets: np.ndarray, values: np.ndarray, widths: Any) -> None:
+    """Write ``values`` MSB first, ``widths`` bits each, at bit ``offsets`` of ``bits``."""
+    widths = np.broadcast_to(np.asarray(widths, dtype=np.int64), values.shape)
+    for j in range(int(widths.max()) if widths.size else 0):
+        act = np.flatnonzero(widths > j)
+        shift = (widths[act] - 1 - j).astype(np.uint64)
+        bits[offsets[act] + j] = (values[act].astype(np.uint64) >> shift) & np.uint64(1)
+
+
+def read_fields(bits: np.ndarray, offsets: np.ndarray, widths: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`write_fields`: the unsigned values stored there."""
+    vals = np.zeros(offsets.size, dtype=np.int64)
+    for j in range(int(widths.max()) if widths.size else 0):
+        act = np.flatnonzero(widths > j)
+        vals[act] = (vals[act] << 1) | bits[offsets[act] + j]
+    return vals
+
+
+def _read_gamma(bits: np.ndarray, at: int) -> tuple[int, int]:
+    """One gamma codeword at bit ``at``: (value, next bit position)."""
+    z = int(np.argmax(bits[at:]))
+    value = int(read_fields(bits, np.array([at + z]), np.array([z + 1]))[0])
+    return value, at + 2 * z + 1
+
+
+class QSGDElias(Encoder):
+    """One norm for the whole vector; ``levels=0`` means s = round(√d)."""
+
+    name = "qsgd-elias"
+    unbiased = True
+
+    def __init__(self, *, levels: int = 0, seed: int = 0, rank: int = 0) -> None:
+        super().__init__(seed=seed, rank=rank)
+        if not 0 <= levels < 2**31:
+            raise UsageError(f"qsgd-elias levels must be in 0..2**31-1, got {levels}")
+        self.levels = levels
+
+    def levels_for(self, d: int) -> int:
+        """The s used for ``d`` elements."""
+        return self.levels or max(1, round(math.sqrt(d)))
+
+    def _quantize(self, flat: np.ndarray, step: int) -> tuple[np.ndarray, float]:
+        r = np.abs(flat).astype(np.float64)
+        sq = float(np.dot(r, r))
+        check_finite(sq, flat, self.name)
+        norm = float(np.float32(math.sqrt(sq)))
+        if norm > 0:
+            r *= self.levels_for(flat.size) / norm
+        lev = np.empty(flat.size, dtype=np.int64)
+        stochastic_floor(r, self.generator(np, step), np.empty_like(r), lev)
+        return lev, norm
+
+    def encode(self, x: Any, step: int = 0) -> Payload:
+        flat = np.asarray(flat_f32(x.get() if array_module(x) is not np else x))
+        lev, norm = self._quantize(flat, step)
+        nz = np.flatnonzero(lev)
+        gaps = np.diff(nz, prepend=-1)  # gap + 1 >= 1
+        lv = lev[nz]
+        zg, zl = _bitlen(gaps) - 1, _bitlen(lv) - 1
+        nnz = nz.size
+        zh = int(_bitlen(np.array([nnz + 1]))[0]) - 1
+        head = 2 * zh + 1
+        unary_end = head + int(zg.sum() + zl.sum()) + 2 * nnz
+        total = unary_end + nnz + int(zg.sum() + zl.sum())
+        bits = np.zeros(total, dtype=np.uint8)
+        write_fields(bits, np.array([0]), np.array([nnz + 1]), 2 * zh + 1)
+        bits[head + np.cumsum(np.concatenate([zg, zl]) + 1) - 1] = 1
+        bits[unary_end : unary_end + nnz] = flat[nz] < 0
+        tails = np.concatenate([zg, zl])
+        starts = unary_end + nnz + np.cumsum(tails) - tails
+        write_fields(bits, starts, np.concatenate([gaps, lv]), tails)
+        norm_buf = np.array([norm], dtype=np.float32)
+        stream = np.packbits(bits)
+        if array_module(x) is not np:
+            norm_buf, stream = array_module(x).asarray(norm_buf), array_module(x).asarray(stream)
+        return Payload((norm_buf, stream), tuple(x.shape), step)
+
+    def decode(self, payload: Payload, out: Any = None) -> Any:
+        norm_buf, stream = payload.buffers
+        xp = array_module(stream)
+        res = self.out_array(xp, payload, out)
+        d = res.size
+        host = np.zeros(d, dtype=np.float32)
+        bits = np.unpackbits(stream.get() if xp is not np else stream)
+        count, at = _read_gamma(bits, 0)
+        nnz = count - 1
+        if nnz:
+            ones = np.flatnonzero(bits[at:])[: 2 * nnz] + at
+            z = np.diff(ones, prepend=at - 1) - 1
+            unary_end = int(ones[-1]) + 1
+            neg = bits[unary_end : unary_end + nnz]
+            starts = unary_end + nnz + np.cumsum(z) - z
+            codes = read_fields(bits, starts, z) | (np.int64(1) << z)
+            pos = np.cumsum(codes[:nnz]) - 1
+            scale = float(norm_buf[0]) / self.levels_for(d)
+            host[pos] = codes[nnz:] * scale * (1 - 2 * neg.astype(np.float64))
+        res[...] = host if xp is np else xp.asarray(host)
+        return res.reshape(payload.shape)
+
+    def layout(self, d: int, nbytes: int) -> list[tuple[np.dtype, int]]:
+        return [(np.dtype(np.float32), 1), (np.dtype(np.uint8), nbytes - 4)]

@@ -1,0 +1,72 @@
+"""Natural compression: unbiased stochastic rounding to a power of two, 9 bits/element."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from hpcopt.backend import array_module
+from hpcopt.encoders.base import Encoder, Payload, flat_f32
+from hpcopt.encoders.bitpack import plane_nbytes
+from hpcopt.encoders.qsgd import packed_signs
+
+__all__ = ["Natural"]
+
+_MAG = np.uint32(0x7FFFFFFF)
+_MANT = np.uint32(0x7FFFFF)
+
+
+def random_u32(xp: Any, gen: Any, n: int) -> Any:
+    """``n`` uniform 32-bit integers."""
+    if xp is np:
+        return gen.bit_generator.random_raw((n + 1) // 2).view(np.uint32)[:n]
+    return gen.integers(0, 2**32, size=n, dtype=xp.uint64).astype(xp.uint32)
+
+
+class Natural(Encoder):
+    """Sign bit plane + the rounded 8-bit exponent byte of every element.
+
+    Adding a uniform 23-bit integer to the magnitude's bits carries into the exponent
+    with probability mantissa/2**23: exactly the unbiased power-of-two rounding
+    (subnormals round to 0 or 2**-126 the same way).
+    """
+
+    name = "natural"
+    unbiased = True
+
+    def encode(self, x: Any, step: int = 0) -> Payload:
+        flat = flat_f32(x)
+        xp = array_module(flat)
+        d = flat.size
+        t = self.work(xp, "t", d, np.uint32)
+        xp.bitwise_and(flat.view(np.uint32), _MAG, out=t)
+        r = random_u32(xp, self.generator(xp, step), d)
+        xp.bitwise_and(r, _MANT, out=r)
+        xp.add(t, r, out=t)
+        xp.right_shift(t, np.uint32(23), out=t)
+        buf = self.work(xp, "bits", plane_nbytes(d) + d, np.uint8)
+        expo = buf[plane_nbytes(d) :]
+        expo[...] = t
+        if d and int(expo.max()) == 255:
+            raise ValueError("natural: input contains NaN or Inf (or rounds beyond float32)")
+        packed_signs(flat, buf, self.work(xp, "neg", d, np.bool_))
+        return Payload((buf,), tuple(x.shape), step)
+
+    def decode(self, payload: Payload, out: Any = None) -> Any:
+        (buf,) = payload.buffers
+        xp = array_module(buf)
+        res = self.out_array(xp, payload, out)
+        d = res.size
+        u = res.view(np.uint32)
+        u[...] = xp.unpackbits(buf[: plane_nbytes(d)])[:d]
+        xp.left_shift(u, np.uint32(8), out=u)
+        xp.bitwise_or(u, buf[plane_nbytes(d) :], out=u)
+        xp.left_shift(u, np.uint32(23), out=u)
+        return res.reshape(payload.shape)
+
+    def wire_bytes(self, d: int) -> int:
+        return plane_nbytes(d) + d
+
+    def layout(self, d: int, nbytes: int) -> list[tuple[np.dtype, int]]:
+        return [(np.dtype(np.uint8), plane_nbytes(d) + d)]

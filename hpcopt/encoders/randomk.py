@@ -1,0 +1,67 @@
+"""Random-k: values at k indices drawn from a generator all ranks share (summable)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from hpcopt.backend import array_module
+from hpcopt.encoders.base import Encoder, Payload, check_finite, flat_f32
+from hpcopt.encoders.sparse import check_ratio, count_for, scatter
+
+__all__ = ["RandomK"]
+
+
+class RandomK(Encoder):
+    """Only the k values cross the wire: every rank derives the indices from (seed, step).
+
+    ``scaled=1`` multiplies by d/k on decode, which makes it unbiased.
+    """
+
+    name = "randomk"
+    summable = True
+
+    def __init__(
+        self, *, ratio: float = 0.01, scaled: bool = False, seed: int = 0, rank: int = 0
+    ) -> None:
+        super().__init__(seed=seed, rank=rank)
+        self.ratio = check_ratio(self.name, ratio)
+        self.scaled = scaled
+        self.unbiased = scaled
+        self._idx: dict[tuple[Any, int, int], Any] = {}
+
+    def indices(self, xp: Any, d: int, step: int) -> Any:
+        """The sorted shared indices for ``d`` elements at ``step`` (cached per step)."""
+        key = (xp, d, step)
+        idx = self._idx.get(key)
+        if idx is None:
+            gen = self.generator(np, step, shared=True)
+            host = np.sort(gen.choice(d, count_for(self.ratio, d), replace=False))
+            idx = host if xp is np else xp.asarray(host)
+            self._idx = {key: idx}
+        return idx
+
+    def encode(self, x: Any, step: int = 0) -> Payload:
+        flat = flat_f32(x)
+        xp = array_module(flat)
+        idx = self.indices(xp, flat.size, step)
+        values = self.work(xp, "values", idx.size, np.float32)
+        xp.take(flat, idx, out=values)
+        check_finite(float(values.sum()), values, self.name)
+        return Payload((values,), tuple(x.shape), step)
+
+    def decode(self, payload: Payload, out: Any = None) -> Any:
+        (values,) = payload.buffers
+        xp = array_module(values)
+        res = self.out_array(xp, payload, out)
+        scatter(res, self.indices(xp, res.size, payload.step), values)
+        if self.scaled and values.size:
+            xp.multiply(res, np.float32(res.size / values.size), out=res)
+        return res.reshape(payload.shape)
+
+    def wire_bytes(self, d: int) -> int:
+        return 4 * count_for(self.ratio, d)
+
+    def layout(self, d: int, nbytes: int) -> list[tuple[np.dtype, int]]:
+        return [(np.dtype(np.float32), count_for(self.ratio, d))]

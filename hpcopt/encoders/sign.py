@@ -1,0 +1,52 @@
+"""1-bit sign payloads with one scale ‖x‖₁/d (signSGD with a magnitude)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from hpcopt.backend import array_module
+from hpcopt.encoders.base import Encoder, Payload, check_finite, flat_f32
+from hpcopt.encoders.bitpack import plane_nbytes
+
+__all__ = ["Sign"]
+
+
+class Sign(Encoder):
+    """``scale * sign(x)`` with ``scale = ‖x‖₁/d``; zeros count as positive."""
+
+    name = "sign"
+
+    def encode(self, x: Any, step: int = 0) -> Payload:
+        flat = flat_f32(x)
+        xp = array_module(flat)
+        d = flat.size
+        work = self.work(xp, "abs", d, np.float32)
+        xp.abs(flat, out=work)
+        total = float(work.sum())
+        if not check_finite(total, flat, self.name):
+            total = float(work.sum(dtype=np.float64))
+        scale = self.work(xp, "scale", 1, np.float32)
+        scale[0] = total / d if d else 0.0
+        bits = self.work(xp, "bits", plane_nbytes(d), np.uint8)
+        xp.less(flat, np.float32(0), out=work.view(np.bool_)[:d])
+        bits[...] = xp.packbits(work.view(np.bool_)[:d])
+        return Payload((scale, bits), tuple(x.shape), step)
+
+    def decode(self, payload: Payload, out: Any = None) -> Any:
+        scale, bits = payload.buffers
+        xp = array_module(bits)
+        res = self.out_array(xp, payload, out)
+        d = res.size
+        # 1 - 2*bit, times the scale: bit 1 (negative) -> -scale.
+        res[...] = xp.unpackbits(bits)[:d]
+        xp.multiply(res, np.float32(-2.0) * scale[0], out=res)
+        xp.add(res, scale[0], out=res)
+        return res.reshape(payload.shape)
+
+    def wire_bytes(self, d: int) -> int:
+        return 4 + plane_nbytes(d)
+
+    def layout(self, d: int, nbytes: int) -> list[tuple[np.dtype, int]]:
+        return [(np.dtype(np.float32), 1), (np.dtype(np.uint8), plane_nbytes(d))]

@@ -1,0 +1,79 @@
+"""TernGrad: {-s, 0, s} per element in 2 packed bits, s = max|g| after clipping."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from hpcopt.backend import array_module
+from hpcopt.encoders.base import Encoder, Payload, check_finite, flat_f32, stochastic_floor
+from hpcopt.encoders.bitpack import plane_nbytes
+from hpcopt.encoders.qsgd import apply_signs, packed_signs
+from hpcopt.errors import UsageError
+
+__all__ = ["TernGrad"]
+
+
+class TernGrad(Encoder):
+    """Clip at ``clip``·σ (0 = no clipping, then unbiased), then s·sign·Bernoulli(|g|/s)."""
+
+    name = "terngrad"
+
+    def __init__(self, *, clip: float = 2.5, seed: int = 0, rank: int = 0) -> None:
+        super().__init__(seed=seed, rank=rank)
+        if clip < 0 or not math.isfinite(clip):
+            raise UsageError(f"terngrad clip must be >= 0, got {clip}")
+        self.clip = clip
+        self.unbiased = clip == 0
+
+    def _scale(self, flat: Any, a: Any) -> float:
+        xp = array_module(flat)
+        d = flat.size
+        sq = float(xp.dot(flat, flat)) if d else 0.0
+        check_finite(sq, flat, self.name)
+        top = float(a.max()) if d else 0.0
+        if self.clip == 0 or d == 0:
+            return top
+        mean = float(flat.sum(dtype=np.float64)) / d
+        sigma = math.sqrt(max(sq / d - mean * mean, 0.0))
+        return min(top, self.clip * sigma) if sigma > 0 else top
+
+    def encode(self, x: Any, step: int = 0) -> Payload:
+        flat = flat_f32(x)
+        xp = array_module(flat)
+        d = flat.size
+        a = self.work(xp, "abs", d, np.float32)
+        xp.abs(flat, out=a)
+        s = self._scale(flat, a)
+        scale = self.work(xp, "scale", 1, np.float32)
+        scale[0] = s
+        step_bytes = plane_nbytes(d)
+        bits = self.work(xp, "bits", 2 * step_bytes, np.uint8)
+        if s > 0:
+            xp.minimum(a, np.float32(s), out=a)
+            xp.multiply(a, np.float32(1.0 / s), out=a)
+        keep = self.work(xp, "keep", d, np.uint8)
+        stochastic_floor(a, self.generator(xp, step), self.work(xp, "u", d, np.float32), keep)
+        packed_signs(flat, bits, self.work(xp, "neg", d, np.bool_))
+        bits[step_bytes:] = xp.packbits(keep)
+        return Payload((scale, bits), tuple(x.shape), step)
+
+    def decode(self, payload: Payload, out: Any = None) -> Any:
+        scale, bits = payload.buffers
+        xp = array_module(bits)
+        res = self.out_array(xp, payload, out)
+        d = res.size
+        step_bytes = plane_nbytes(d)
+        mag = self.work(xp, "mag", d, np.float32)
+        mag[...] = xp.unpackbits(bits[step_bytes:])[:d]
+        xp.multiply(mag, scale[0], out=mag)
+        apply_signs(mag, bits[:step_bytes], res)
+        return res.reshape(payload.shape)
+
+    def wire_bytes(self, d: int) -> int:
+        return 4 + 2 * plane_nbytes(d)
+
+    def layout(self, d: int, nbytes: int) -> list[tuple[np.dtype, int]]:
+        return [(np.dtype(np.float32), 1), (np.dtype(np.uint8), 2 * plane_nbytes(d))]

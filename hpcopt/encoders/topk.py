@@ -1,0 +1,78 @@
+"""Top-k sparsification: the k largest magnitudes as float32 values + narrow indices."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from hpcopt.backend import array_module
+from hpcopt.encoders.base import Encoder, Payload, check_finite, flat_f32
+from hpcopt.encoders.sparse import check_ratio, count_for, index_dtype, scatter, topk_indices
+
+__all__ = ["TopK"]
+
+
+class TopK(Encoder):
+    """Exactly k = ceil(ratio·d) entries; ``delta=1`` sends sorted index gaps instead.
+
+    Gaps use the narrowest width that fits the largest gap; the receiver infers the
+    width from the payload size, so no header is needed.
+    """
+
+    name = "topk"
+
+    def __init__(
+        self, *, ratio: float = 0.01, delta: bool = False, seed: int = 0, rank: int = 0
+    ) -> None:
+        super().__init__(seed=seed, rank=rank)
+        self.ratio = check_ratio(self.name, ratio)
+        self.delta = delta
+
+    def encode(self, x: Any, step: int = 0) -> Payload:
+        flat = flat_f32(x)
+        xp = array_module(flat)
+        d = flat.size
+        a = self.work(xp, "abs", d, np.float32)
+        xp.abs(flat, out=a)
+        check_finite(float(a.sum()), flat, self.name)
+        k = count_for(self.ratio, d)
+        idx = topk_indices(a, k, self.generator(xp, step))
+        if self.delta:
+            idx = xp.sort(idx)
+        values = self.work(xp, "values", k, np.float32)
+        xp.take(flat, idx, out=values)
+        return Payload(self._order(values, self._indices(xp, idx, d)), tuple(x.shape), step)
+
+    def _indices(self, xp: Any, idx: Any, d: int) -> Any:
+        if not self.delta or idx.size == 0:
+            return idx.astype(index_dtype(d))
+        gaps = xp.diff(idx, prepend=0)
+        return gaps.astype(index_dtype(int(gaps.max()) + 1))
+
+    @staticmethod
+    def _order(values: Any, idx: Any) -> tuple[Any, Any]:
+        return (idx, values) if idx.itemsize > 4 else (values, idx)
+
+    def decode(self, payload: Payload, out: Any = None) -> Any:
+        a, b = payload.buffers
+        values, idx = (b, a) if a.itemsize > 4 else (a, b)
+        xp = array_module(values)
+        res = self.out_array(xp, payload, out)
+        if self.delta:
+            idx = xp.cumsum(idx, dtype=np.int64)
+        scatter(res, idx, values)
+        return res.reshape(payload.shape)
+
+    def wire_bytes(self, d: int) -> int | None:
+        if self.delta:
+            return None
+        k = count_for(self.ratio, d)
+        return k * (4 + index_dtype(d).itemsize)
+
+    def layout(self, d: int, nbytes: int) -> list[tuple[np.dtype, int]]:
+        k = count_for(self.ratio, d)
+        width = (nbytes - 4 * k) // k if k else 1
+        idx = (np.dtype(f"u{width}"), k)
+        f32 = (np.dtype(np.float32), k)
+        return [idx, f32] if width > 4 else [f32, idx]
