@@ -59,3 +59,27 @@ has_flag() {
     done
     return 1
 }
+
+# Inside an allocation: run KERNEL with FLAGS on all tasks; the HDF5 log goes to
+# OUTDIR/KERNEL-$SLURM_JOB_ID.h5 unless FLAGS give -o. LAUNCHER=srun (default) or mpirun;
+# MPI_PLUGIN=pmi2 (default) or pmix picks srun's PMI.
+slurm_launch() {
+    local outdir=$1 kernel=$2 python out=()
+    shift 2
+    python=$(find_python "$PWD")
+    mkdir -p "$outdir"
+    has_flag -o "$@" || has_flag --output "$@" || out=(-o "$outdir/$kernel-$SLURM_JOB_ID.h5")
+    set -- "$python" -m mpi4py "kernels/$kernel.py" "$@" ${out[@]+"${out[@]}"}
+    case ${LAUNCHER:-srun} in
+    srun) srun --mpi="${MPI_PLUGIN:-pmi2}" "$@" ;;
+    mpirun) mpirun -n "$SLURM_NTASKS" "$@" ;;
+    *) die "LAUNCHER=$LAUNCHER: use srun or mpirun" ;;
+    esac
+}
+
+# Go to the repository (HPCOPT_ROOT, else the submit folder) and set up the run's environment.
+slurm_enter() {
+    cd "${HPCOPT_ROOT:-$SLURM_SUBMIT_DIR}"
+    [[ -d kernels ]] || die "$PWD has no kernels/: submit from the repository or set HPCOPT_ROOT"
+    export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+}
