@@ -1,0 +1,1 @@
+"""Harness cases: what each kernel times (allreduce algorithms, point-to-point patterns)."""

@@ -1,0 +1,135 @@
+"""Two-rank point-to-point cases: ping-pong latency and windowed streaming bandwidth."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from mpi4py import MPI
+
+from hpcopt.backend import Backend, sync, to_host
+from hpcopt.cases.allreduce import count_mismatches, fill_check_data
+
+__all__ = ["PingPongCase", "StreamCase", "stream_window"]
+
+WINDOW = 64
+WINDOW_BYTES_CAP = 64 << 20
+
+
+def stream_window(size_bytes: int) -> int:
+    """Messages in flight per streaming iteration: 64, fewer when they would pass 64 MiB."""
+    return max(1, min(WINDOW, WINDOW_BYTES_CAP // max(size_bytes, 1)))
+
+
+class _PingPong:
+    """Rank 0 sends, rank 1 echoes; one sample is half a round trip (one-way latency)."""
+
+    def __init__(self, comm: MPI.Comm, backend: Backend, size_bytes: int) -> None:
+        self.comm, self.count, self.size_bytes = comm, size_bytes, size_bytes
+        self.messages_per_call = 2
+        self.buf = backend.xp.zeros(size_bytes, dtype=np.uint8)
+
+    def run(self) -> int:
+        comm, buf = self.comm, self.buf
+        if comm.rank == 0:
+            comm.Send(buf, 1, 0)
+            comm.Recv(buf, 1, 0)
+        else:
+            comm.Recv(buf, 0, 0)
+            comm.Send(buf, 0, 0)
+        return buf.nbytes
+
+    def sync(self) -> None:
+        sync(self.buf)
+
+    def check(self) -> dict[str, Any]:
+        """Rank 0's pattern must reach rank 1 and come back unchanged."""
+        fill_check_data(self.buf, 0)
+        expected = to_host(self.buf).copy() if self.comm.rank == 0 else None
+        if self.comm.rank == 1:
+            self.buf[...] = 0
+        sync(self.buf)
+        self.run()
+        self.sync()
+        if expected is None:
+            expected = np.empty(self.count, np.uint8)
+            fill_check_data(expected, 0)
+        return {"wrong": count_mismatches(to_host(self.buf), expected)}
+
+
+class _Stream:
+    """Rank 0 keeps a window of sends in flight to rank 1, which acknowledges each window."""
+
+    def __init__(self, comm: MPI.Comm, backend: Backend, size_bytes: int) -> None:
+        self.comm, self.count, self.size_bytes = comm, size_bytes, size_bytes
+        self.window = self.messages_per_call = stream_window(size_bytes)
+        xp = backend.xp
+        self.buf = xp.zeros((self.window, size_bytes), dtype=np.uint8)
+        self.ack = np.zeros(1, dtype=np.uint8)
+        if comm.rank == 0:
+            self.reqs = [comm.Send_init(self.buf[i], 1, 1) for i in range(self.window)]
+        else:
+            self.reqs = [comm.Recv_init(self.buf[i], 0, 1) for i in range(self.window)]
+
+    def run(self) -> int:
+        MPI.Prequest.Startall(self.reqs)
+        MPI.Request.Waitall(self.reqs)
+        if self.comm.rank == 0:
+            self.comm.Recv(self.ack, 1, 2)
+            return self.size_bytes * self.window
+        self.comm.Send(self.ack, 0, 2)
+        return 0
+
+    def sync(self) -> None:
+        sync(self.buf)
+
+    def check(self) -> dict[str, Any]:
+        """Every slot of the window must arrive intact."""
+        for row in range(self.window):
+            fill_check_data(self.buf[row], row)
+        if self.comm.rank == 1:
+            self.buf[...] = 0
+        sync(self.buf)
+        self.run()
+        expected = np.empty(self.size_bytes, np.uint8)
+        wrong = 0
+        for row in range(self.window):
+            fill_check_data(expected, row)
+            wrong += count_mismatches(to_host(self.buf[row]), expected)
+        return {"wrong": wrong}
+
+    def __del__(self) -> None:
+        for req in getattr(self, "reqs", []):
+            req.Free()
+
+
+class PingPongCase:
+    """OSU-style latency: half the round-trip time of a ping-pong."""
+
+    kernel, algo, encoder, dtype = "p2p", "pingpong", "none", "uint8"
+
+    def __init__(self, comm: MPI.Comm, backend: Backend) -> None:
+        self.comm, self.backend = comm, backend
+        self.record_fields = {"device": backend.device, "time_unit": "one-way message"}
+
+    def bus_factor(self, ranks: int) -> float:
+        return 1.0
+
+    def prepare(self, size_bytes: int) -> _PingPong:
+        return _PingPong(self.comm, self.backend, size_bytes)
+
+
+class StreamCase:
+    """OSU-style bandwidth: a window of messages in flight; times are per message."""
+
+    kernel, algo, encoder, dtype = "p2p", "stream", "none", "uint8"
+
+    def __init__(self, comm: MPI.Comm, backend: Backend) -> None:
+        self.comm, self.backend = comm, backend
+        self.record_fields = {"device": backend.device, "time_unit": "message in a window"}
+
+    def bus_factor(self, ranks: int) -> float:
+        return 1.0
+
+    def prepare(self, size_bytes: int) -> _Stream:
+        return _Stream(self.comm, self.backend, size_bytes)

@@ -1,0 +1,233 @@
+"""The one timing harness: size sweeps, warm-up, per-iteration timing, statistics.
+
+A *case* (an allreduce algorithm, a p2p pattern, ...) only says how to prepare
+buffers for a size, how to run the operation once and how to check it; the harness
+owns warm-up, timing, barriers, the cross-rank reduction of samples, algbw/busbw,
+the log record and the printed row. Operations never time themselves.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+from mpi4py import MPI
+
+from hpcopt.errors import UsageError
+
+__all__ = [
+    "BARRIER_POLICIES",
+    "Case",
+    "Prepared",
+    "SweepConfig",
+    "iterations_for",
+    "run_sweep",
+    "size_sweep",
+    "summarize",
+    "time_loop",
+]
+
+BARRIER_POLICIES = {
+    "iter": "MPI_Barrier before every timed iteration (not timed)",
+    "none": "one MPI_Barrier before the timed loop, iterations back to back",
+}
+SCALE_ABOVE_BYTES = 1 << 20
+MIN_SCALED_ITERS = 10
+MIN_SCALED_WARMUP = 2
+GB = 1e9
+PROGRESS_AFTER_S = 10.0
+
+
+class Prepared(Protocol):
+    """Buffers of one case at one size, allocated once."""
+
+    count: int
+    size_bytes: int
+
+    def run(self) -> int:
+        """Perform the operation once; return the bytes this rank handed to MPI.
+
+        A call that moves several messages (a ping-pong, a window) sets
+        ``messages_per_call``; the harness divides its samples by it.
+        """
+
+    def check(self) -> dict[str, Any]:
+        """Correctness pass outside the timed loop: at least ``{"wrong": int}``."""
+
+    def sync(self) -> None:
+        """Wait for device work so that a timer read after it is honest."""
+
+
+class Case(Protocol):
+    """One timed operation over a size sweep (nccl-tests' per-collective record)."""
+
+    kernel: str
+    algo: str
+    encoder: str
+    dtype: str
+
+    def bus_factor(self, ranks: int) -> float: ...
+
+    def prepare(self, size_bytes: int) -> Prepared: ...
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """Sizes, iteration counts and policies shared by every case of a run."""
+
+    sizes: Sequence[int]
+    warmup: int = 5
+    iters: int = 50
+    scale_iters: bool = True
+    barrier: str = "iter"
+    check: bool = True
+
+
+def size_sweep(minbytes: int, maxbytes: int, factor: float) -> list[int]:
+    """Sizes from ``minbytes`` to ``maxbytes`` multiplying by ``factor``."""
+    if minbytes < 0 or maxbytes < 0:
+        raise UsageError("sizes must not be negative")
+    if minbytes > maxbytes:
+        raise UsageError(f"min size {minbytes} B is larger than max size {maxbytes} B")
+    if minbytes != maxbytes and not factor > 1:
+        raise UsageError(f"step factor must be > 1, got {factor}")
+    sizes, size = [], minbytes
+    while size <= maxbytes:
+        sizes.append(size)
+        if size == maxbytes:
+            break
+        size = max(size + 1, int(size * factor)) if size else 1
+    return sizes
+
+
+def iterations_for(size_bytes: int, cfg: SweepConfig) -> tuple[int, int]:
+    """(warm-up, timed) iteration counts, scaled down above 1 MiB when allowed."""
+    if not cfg.scale_iters or size_bytes <= SCALE_ABOVE_BYTES:
+        return cfg.warmup, cfg.iters
+    shrink = SCALE_ABOVE_BYTES / size_bytes
+    iters = max(min(cfg.iters, MIN_SCALED_ITERS), math.ceil(cfg.iters * shrink))
+    warmup = max(min(cfg.warmup, MIN_SCALED_WARMUP), math.ceil(cfg.warmup * shrink))
+    return warmup, iters
+
+
+def time_loop(
+    comm: MPI.Comm, prepared: Prepared, warmup: int, times: np.ndarray, barrier: str
+) -> int:
+    """Warm up, then fill ``times`` with one sample per iteration; returns bytes per call."""
+    run, sync, wtime = prepared.run, prepared.sync, MPI.Wtime
+    sent = 0
+    for _ in range(warmup):
+        sent = run()
+    sync()
+    comm.Barrier()
+    per_iter = barrier == "iter"
+    for i in range(times.size):
+        if per_iter:
+            comm.Barrier()
+        t0 = wtime()
+        run()
+        sync()
+        times[i] = wtime() - t0
+    return sent
+
+
+def summarize(times: np.ndarray, size_bytes: int, bus_factor: float) -> dict[str, float]:
+    """Cross-rank statistics of a (ranks, iters) array of seconds.
+
+    t_avg/t_min/t_max: mean/min/max over ranks of each rank's mean (as OSU reports);
+    t_p50/t_p99: percentiles over iterations of the slowest rank's time.
+    """
+    per_rank = times.mean(axis=1)
+    slowest = times.max(axis=0)
+    t_avg = float(per_rank.mean())
+    algbw = size_bytes / t_avg / GB if t_avg > 0 else 0.0
+    return {
+        "t_min_s": float(per_rank.min()),
+        "t_avg_s": t_avg,
+        "t_max_s": float(per_rank.max()),
+        "t_p50_s": float(np.percentile(slowest, 50)),
+        "t_p99_s": float(np.percentile(slowest, 99)),
+        "algbw_GBps": algbw,
+        "busbw_GBps": algbw * bus_factor,
+    }
+
+
+Emit = Callable[[dict[str, Any], dict[str, np.ndarray]], None]
+
+
+def _measure(comm: MPI.Comm, case: Case, size: int, cfg: SweepConfig) -> tuple[dict, dict]:
+    prepared = case.prepare(size)
+    warmup, iters = iterations_for(prepared.size_bytes, cfg)
+    times = np.zeros(iters)
+    sent = time_loop(comm, prepared, warmup, times, cfg.barrier)
+    per_call = getattr(prepared, "messages_per_call", 1)
+    times /= per_call
+    checked = prepared.check() if cfg.check else {"wrong": 0}
+    size = prepared.size_bytes
+    del prepared
+    p = comm.size
+    all_times = np.empty((p, iters)) if comm.rank == 0 else None
+    comm.Gather(times, all_times, root=0)
+    wire = np.array([sent], dtype=np.int64)
+    all_wire = np.empty(p, dtype=np.int64) if comm.rank == 0 else None
+    comm.Gather(wire, all_wire, root=0)
+    wrong = np.array([checked.pop("wrong")], dtype=np.int64)
+    comm.Allreduce(MPI.IN_PLACE, wrong)
+    extra = comm.gather(checked, root=0)
+    if comm.rank != 0:
+        return {"wrong": int(wrong[0])}, {}
+    fields: dict[str, Any] = {
+        "kernel": case.kernel,
+        "algo": case.algo,
+        "encoder": case.encoder,
+        "dtype": case.dtype,
+        "size_bytes": size,
+        "ranks": p,
+        "warmup": warmup,
+        "iters": iters,
+        "barrier": cfg.barrier,
+        "checked": cfg.check,
+        "wrong": int(wrong[0]),
+        "wire_bytes": int(all_wire.max()),
+        "messages_per_call": per_call,
+    }
+    fields.update(getattr(case, "record_fields", {}))
+    fields.update(summarize(all_times, size, case.bus_factor(p)))
+    fields.update(_merge_checks(extra))
+    return fields, {"times_s": all_times, "wire_bytes_per_rank": all_wire}
+
+
+def _merge_checks(per_rank: list[dict[str, Any]]) -> dict[str, Any]:
+    """Combine extra check results (e.g. relative errors): the worst rank's value."""
+    merged: dict[str, Any] = {}
+    for checks in per_rank:
+        for key, value in checks.items():
+            merged[key] = max(merged.get(key, value), value)
+    return merged
+
+
+def run_sweep(
+    comm: MPI.Comm, cases: Sequence[Case], cfg: SweepConfig, emit: Emit, *, progress: bool = True
+) -> int:
+    """Run every case over every size; ``emit`` gets each record on rank 0. Returns wrong total."""
+    total_wrong, start = 0, time.monotonic()
+    steps, done = len(cases) * len(cfg.sizes), 0
+    for case in cases:
+        for size in cfg.sizes:
+            fields, arrays = _measure(comm, case, size, cfg)
+            total_wrong += fields["wrong"]
+            done += 1
+            if comm.rank == 0:
+                emit(fields, arrays)
+                if progress and time.monotonic() - start > PROGRESS_AFTER_S:
+                    print(
+                        f"[{case.kernel}] {case.algo} {size} B done ({done}/{steps})",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+    return total_wrong

@@ -1,0 +1,217 @@
+"""The HDF5 log: a versioned schema, a crash-safe writer on rank 0, and a reader.
+
+Layout (schema 1, documented in docs/schema.md)::
+
+    /                         attrs: format="hpcopt-log", schema_version=1
+    /runs/0000                attrs: meta (JSON object: run metadata)
+    /runs/0000/records/000000 attrs: the record's scalar fields
+                              datasets: its arrays (per-iteration per-rank times, ...)
+
+A writer fills ``NAME.h5.partial`` and flushes after every record, then renames it
+to ``NAME.h5`` when the run ends, so a killed run leaves every completed record.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hpcopt.errors import UsageError
+
+__all__ = [
+    "FORMAT",
+    "SCHEMA_VERSION",
+    "Log",
+    "LogError",
+    "LogWriter",
+    "Run",
+    "check_output_path",
+    "merge_logs",
+    "partial_path",
+    "read_log",
+]
+
+FORMAT = "hpcopt-log"
+SCHEMA_VERSION = 1
+REQUIRED_RECORD_FIELDS = ("kernel", "algo", "encoder")
+Scalar = str | int | float | bool
+
+
+class LogError(UsageError):
+    """A log that cannot be read: wrong format, newer schema, damaged or incomplete."""
+
+
+def partial_path(path: Path) -> Path:
+    """Where a run in progress writes: ``NAME.h5.partial``."""
+    return path.with_name(path.name + ".partial")
+
+
+def check_output_path(path: Path, overwrite: bool) -> None:
+    """UsageError unless ``path`` (and its ``.partial``) can be written."""
+    for target in (path, partial_path(path)):
+        if target.exists() and not overwrite:
+            raise UsageError(f"output {target} exists; pass --overwrite to replace it")
+        if target.is_dir():
+            raise UsageError(f"output {target} is a directory")
+    parent = path.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create output folder {parent}: {exc.strerror}") from None
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"output folder {parent} is not writable")
+
+
+def _attr_value(value: Any) -> Any:
+    if isinstance(value, (np.integer, np.floating, np.bool_)):
+        return value.item()
+    return value
+
+
+class LogWriter:
+    """Appends runs and records to ``path.partial``; :meth:`close` renames it to ``path``."""
+
+    def __init__(self, path: str | Path, *, overwrite: bool = False) -> None:
+        import h5py
+
+        self.path = Path(path)
+        check_output_path(self.path, overwrite)
+        self._file = h5py.File(partial_path(self.path), "w")
+        self._file.attrs["format"] = FORMAT
+        self._file.attrs["schema_version"] = SCHEMA_VERSION
+        self._runs = self._file.create_group("runs")
+        self._run: Any = None
+        self._file.flush()
+
+    def start_run(self, meta: Mapping[str, Any]) -> None:
+        """Begin a run whose records share ``meta``."""
+        self._run = self._runs.create_group(f"{len(self._runs):04d}")
+        self._run.attrs["meta"] = json.dumps(meta, default=str, sort_keys=True)
+        self._run.create_group("records")
+        self._file.flush()
+
+    def append(self, fields: Mapping[str, Any], arrays: Mapping[str, Any] | None = None) -> None:
+        """Write one record (scalar ``fields`` and ``arrays``) and flush it to disk."""
+        if self._run is None:
+            raise RuntimeError("start_run() must come before append()")
+        records = self._run["records"]
+        group = records.create_group(f"{len(records):06d}")
+        for key, value in fields.items():
+            if value is not None:
+                group.attrs[key] = _attr_value(value)
+        for key, value in (arrays or {}).items():
+            group.create_dataset(key, data=np.asarray(value))
+        self._file.flush()
+
+    def close(self) -> Path:
+        """Finish the file and move it to its final name."""
+        self._file.close()
+        os.replace(partial_path(self.path), self.path)
+        return self.path
+
+
+@dataclass
+class Run:
+    """One kernel invocation: its metadata, records and their arrays."""
+
+    meta: dict[str, Any]
+    records: list[dict[str, Any]] = field(default_factory=list)
+    arrays: list[dict[str, np.ndarray]] = field(default_factory=list)
+
+
+@dataclass
+class Log:
+    """A whole log file as read back; ``partial`` for a run that did not finish."""
+
+    path: Path
+    runs: list[Run]
+    partial: bool
+
+    def records(self) -> list[dict[str, Any]]:
+        """Every record, with its run's ``tag`` and ``ranks`` filled in."""
+        out = []
+        for run in self.runs:
+            for rec in run.records:
+                merged = {"tag": run.meta.get("tag", ""), "ranks": run.meta.get("ranks")}
+                merged.update(rec)
+                out.append(merged)
+        return out
+
+
+def _scalar(value: Any) -> Scalar:
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _read_run(name: str, group: Any) -> Run:
+    try:
+        meta = json.loads(group.attrs["meta"])
+    except (KeyError, ValueError, TypeError):
+        raise LogError(f"run {name}: missing or unreadable metadata") from None
+    if not isinstance(meta, dict):
+        raise LogError(f"run {name}: metadata is not an object")
+    run = Run(meta)
+    records = group.get("records")
+    if records is None:
+        raise LogError(f"run {name}: no records group")
+    for key in sorted(records):
+        rec = records[key]
+        fields = {k: _scalar(v) for k, v in rec.attrs.items()}
+        missing = [f for f in REQUIRED_RECORD_FIELDS if f not in fields]
+        if missing:
+            raise LogError(f"run {name} record {key}: missing field(s) {', '.join(missing)}")
+        run.records.append(fields)
+        run.arrays.append({k: rec[k][()] for k in rec})
+    return run
+
+
+def read_log(path: str | Path) -> Log:
+    """Read and validate a log (final or ``.partial``); LogError with one line otherwise."""
+    import h5py
+
+    path = Path(path)
+    if not path.exists():
+        raise LogError(f"{path}: no such file")
+    try:
+        with h5py.File(path, "r") as f:
+            fmt = _scalar(f.attrs.get("format", ""))
+            version = _scalar(f.attrs.get("schema_version", -1))
+            if fmt != FORMAT:
+                raise LogError(f"{path}: not an hpcopt log (format {fmt!r})")
+            if not isinstance(version, int) or version < 1:
+                raise LogError(f"{path}: invalid schema version {version!r}")
+            if version > SCHEMA_VERSION:
+                raise LogError(
+                    f"{path}: schema version {version} is newer than this hpcopt reads "
+                    f"({SCHEMA_VERSION}); upgrade hpcopt"
+                )
+            runs_group = f.get("runs")
+            if runs_group is None:
+                raise LogError(f"{path}: no runs group")
+            runs = [_read_run(name, runs_group[name]) for name in sorted(runs_group)]
+    except LogError:
+        raise
+    except (OSError, KeyError, ValueError, TypeError, RuntimeError) as exc:
+        reason = str(exc).split("\n")[0] or type(exc).__name__
+        raise LogError(f"{path}: unreadable log ({reason})") from None
+    return Log(path, runs, path.name.endswith(".partial"))
+
+
+def merge_logs(sources: Iterable[str | Path], dest: str | Path, *, overwrite: bool = False) -> Path:
+    """Copy every run of ``sources`` into one new log at ``dest``."""
+    writer = LogWriter(dest, overwrite=overwrite)
+    for source in sources:
+        for run in read_log(source).runs:
+            writer.start_run(run.meta)
+            for fields, arrays in zip(run.records, run.arrays, strict=True):
+                writer.append(fields, arrays)
+    return writer.close()

@@ -1,0 +1,114 @@
+"""Run metadata: what ran, where, on which MPI and devices, under which scheduler."""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import sys
+from datetime import datetime, timezone
+from typing import Any
+
+from mpi4py import MPI
+
+import hpcopt
+
+__all__ = ["collect_meta", "cpu_model", "mpi_summary", "thread_level_name"]
+
+# Environment variables that select or tune the transport; recorded with every run.
+NETWORK_ENV_PREFIXES = (
+    "UCX_",
+    "FI_",
+    "MPIR_CVAR_",
+    "OMPI_",
+    "PMIX_MCA_",
+    "I_MPI_",
+    "HCOLL_",
+    "NCCL_",
+    "MV2_",
+    "HYDRA_",
+    "MPIEXEC_",
+)
+NETWORK_ENV_NAMES = ("CUDA_VISIBLE_DEVICES", "HPCOPT_CUDA_AWARE", "OMP_NUM_THREADS")
+
+_THREAD_LEVELS = {
+    MPI.THREAD_SINGLE: "single",
+    MPI.THREAD_FUNNELED: "funneled",
+    MPI.THREAD_SERIALIZED: "serialized",
+    MPI.THREAD_MULTIPLE: "multiple",
+}
+
+
+def thread_level_name() -> str:
+    """The MPI thread level in force, as a word."""
+    return _THREAD_LEVELS.get(MPI.Query_thread(), str(MPI.Query_thread()))
+
+
+def cpu_model() -> str:
+    """The CPU model name of this host."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.lower().startswith(("model name", "cpu model")):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def mpi_summary() -> dict[str, str]:
+    """MPI library version string (first line and full), standard version, thread level."""
+    library = MPI.Get_library_version().strip()
+    major, minor = MPI.Get_version()
+    return {
+        "mpi_library": library.splitlines()[0].strip() if library else "unknown",
+        "mpi_library_version": library,
+        "mpi_standard_version": f"{major}.{minor}",
+        "thread_level": thread_level_name(),
+    }
+
+
+def _versions() -> dict[str, str]:
+    import h5py
+    import mpi4py
+    import numpy
+
+    return {
+        "hpcopt": hpcopt.__version__,
+        "mpi4py": mpi4py.__version__,
+        "numpy": numpy.__version__,
+        "h5py": h5py.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def _env(prefixes: tuple[str, ...], names: tuple[str, ...] = ()) -> dict[str, str]:
+    return {k: v for k, v in sorted(os.environ.items()) if k.startswith(prefixes) or k in names}
+
+
+def collect_meta(
+    comm: MPI.Comm, *, kernel: str, tag: str, device: str, cuda_aware: bool, **extra: Any
+) -> dict[str, Any]:
+    """Gather per-rank host facts to rank 0 and return the run's metadata there."""
+    per_rank = comm.gather((socket.gethostname(), cpu_model()), root=0)
+    if comm.rank != 0:
+        return {}
+    hosts = [h for h, _ in per_rank]
+    meta: dict[str, Any] = {
+        "kernel": kernel,
+        "argv": list(sys.argv),
+        "start_time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "tag": tag,
+        "ranks": comm.size,
+        "nodes": len(set(hosts)),
+        "hosts": hosts,
+        "cpu_models": [c for _, c in per_rank],
+        "device": device,
+        "cuda_aware": cuda_aware,
+        "versions": _versions(),
+        "slurm": _env(("SLURM_",)),
+        "env": _env(NETWORK_ENV_PREFIXES, NETWORK_ENV_NAMES),
+    }
+    meta.update(mpi_summary())
+    meta.update(extra)
+    return meta
