@@ -1,0 +1,244 @@
+"""Linear models on synthetic sparse-plus-low-rank features: least squares, logistic regression."""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from functools import cached_property
+
+import numpy as np
+from numpy.typing import NDArray
+
+from hpcopt.errors import UsageError
+from hpcopt.problems import cache
+from hpcopt.problems.base import BLOCK, Problem, Reference, Shard, Vector, stream
+from hpcopt.problems.features import Features
+from hpcopt.problems.solve import Operator, newton, top_eigenvalue
+
+__all__ = ["LeastSquares", "LinearModel", "LogisticRegression"]
+
+DATA, TEACHER, SHIFT, BASIS = 1, 2, 3, 4
+TARGET_SHIFT = 2.0  # target offset of the outermost shards at hetero=1
+
+
+class LinearModel(Problem):
+    """Loss φ(a_j·x, y_j) averaged per shard, plus (lam/2)·‖x‖²."""
+
+    curvature = 1.0  # an upper bound on φ''
+
+    def __init__(
+        self,
+        *,
+        rank: int,
+        size: int,
+        seed: int,
+        d: int,
+        n: int,
+        nnz: int,
+        lowrank: int,
+        lam: float,
+        noise: float,
+        hetero: float,
+    ) -> None:
+        if d < 1 or nnz < 1 or lowrank < 0 or lam < 0 or noise < 0:
+            raise UsageError(f"{self.name}: need d, nnz >= 1 and lowrank, lam, noise >= 0")
+        self.nnz, self.lowrank = min(nnz, d), min(lowrank, d)
+        self.lam, self.noise = lam, noise
+        params = dict(
+            d=d, n=n, nnz=self.nnz, lowrank=self.lowrank, lam=lam, noise=noise, hetero=hetero
+        )
+        super().__init__(rank=rank, size=size, seed=seed, n=n, hetero=hetero, dim=d, params=params)
+
+    @cached_property
+    def basis(self) -> NDArray[np.float64]:
+        """U (d×r): the shared low-rank feature directions, columns of norm ≈ 1."""
+        return stream(self.seed, BASIS).standard_normal((self.dim, self.lowrank)) / np.sqrt(
+            self.dim
+        )
+
+    @cached_property
+    def teacher(self) -> Vector:
+        """The model that generates targets."""
+        return stream(self.seed, TEACHER).standard_normal(self.dim)
+
+    def _block(self, b: int) -> tuple[NDArray[np.int32] | None, Vector, Vector, Vector]:
+        rng = stream(self.seed, DATA, b)
+        dense = self.nnz == self.dim
+        cols = None if dense else rng.integers(0, self.dim, (BLOCK, self.nnz), dtype=np.int32)
+        vals = rng.standard_normal((BLOCK, self.nnz))
+        coef = rng.standard_normal((BLOCK, self.lowrank))
+        return cols, vals, coef, rng.standard_normal(BLOCK)
+
+    def make_shard(self, i: int) -> Shard:
+        """Rows from blocks (seed, b), then shard i's shifts scaled by hetero."""
+        lo, hi = self.shard_range(i)
+        b0 = lo // BLOCK
+        blocks = [self._block(b) for b in range(b0, (hi - 1) // BLOCK + 1)]
+        rows = slice(lo - b0 * BLOCK, hi - b0 * BLOCK)
+        cols = None if blocks[0][0] is None else np.concatenate([b[0] for b in blocks])[rows]
+        vals, coef, eps = (np.concatenate([b[k] for b in blocks])[rows] for k in (1, 2, 3))
+        rng = stream(self.seed, SHIFT, i)
+        feature_shift = rng.standard_normal(self.dim)
+        latent_shift = rng.standard_normal(self.lowrank)
+        h = self.hetero
+        vals = (vals + h * (feature_shift if cols is None else feature_shift[cols])) / np.sqrt(
+            self.nnz
+        )
+        a = Features(cols, vals, coef + h * latent_shift, self.basis)
+        offset = 2.0 * i / (self.size - 1) - 1.0 if self.size > 1 else 0.0
+        t = (a @ self.teacher) / np.sqrt(1 + self.lowrank) + self.noise * eps
+        return Shard(a, self.link(t + h * TARGET_SHIFT * offset))
+
+    @staticmethod
+    def concat(shards: list[Shard]) -> Shard:
+        """Stack shards row-wise."""
+        return Shard(Features.concat([s.a for s in shards]), np.concatenate([s.y for s in shards]))
+
+    @staticmethod
+    @abstractmethod
+    def link(t: Vector) -> Vector:
+        """Targets from noisy teacher scores."""
+
+    @staticmethod
+    @abstractmethod
+    def phi(z: Vector, y: Vector) -> tuple[Vector, Vector, Vector]:
+        """Per-sample loss φ(z, y) and its first and second derivatives in z."""
+
+    def value_grad(
+        self, data: Shard, x: Vector, weights: float | Vector, grad: bool = True
+    ) -> tuple[float, Vector | None]:
+        """Σ_j w_j·φ(a_j·x, y_j) + (lam/2)·‖x‖² and its gradient."""
+        loss, d1, _ = self.phi(data.a @ x, data.y)
+        value = float(np.sum(weights * loss)) + 0.5 * self.lam * float(x @ x)
+        if not grad:
+            return value, None
+        return value, (weights * d1) @ data.a + self.lam * x
+
+    def hessian(self, data: Shard, x: Vector, weights: float | Vector) -> Operator:
+        """v ↦ ∇²(Σ_j w_j·φ_j + reg)(x)·v."""
+        d2 = weights * self.phi(data.a @ x, data.y)[2]
+        return lambda v: (d2 * (data.a @ v)) @ data.a + self.lam * v
+
+    def init_point(self) -> Vector:
+        """x = 0."""
+        return np.zeros(self.dim)
+
+    def _smoothness(self) -> float:
+        data, _ = self.union
+        bound = 0.0
+        for i in range(self.size):
+            lo, hi = self.shard_range(i)
+            a = data.a[slice(lo, hi)]
+            hv = lambda v, a=a, n=hi - lo: ((a @ v) @ a) / n  # noqa: E731
+            bound = max(bound, top_eigenvalue(hv, self.dim, self.seed + i))
+        return self.curvature * bound + self.lam
+
+    def compute_reference(self) -> Reference:
+        """x*, f*, L from the cache, else by Newton-CG on the union and power iteration."""
+        path = cache.cache_path(self.spec, self.size, self.seed)
+        hit = cache.load(path)
+        if hit is None:
+            data, w = self.union
+            x_star = newton(
+                lambda x: self.value_grad(data, x, w),  # type: ignore[arg-type,return-value]
+                lambda x: self.hessian(data, x, w),
+                self.init_point(),
+            )
+            hit = dict(
+                x_star=x_star,
+                f_star=self.value_grad(data, x_star, w, grad=False)[0],
+                L=self._smoothness(),
+            )
+            cache.store(path, **hit)
+        return Reference(float(hit["f_star"]), hit["x_star"], float(hit["L"]), self.lam)
+
+
+class LeastSquares(LinearModel):
+    """φ = ½(a·x − y)²; y = teacher score + noise (+ shard offset)."""
+
+    name = "lstsq"
+
+    def __init__(
+        self,
+        *,
+        rank: int,
+        size: int,
+        seed: int = 0,
+        d: int = 100,
+        n: int = 1024,
+        nnz: int = 32,
+        lowrank: int = 4,
+        lam: float = 1e-4,
+        noise: float = 0.1,
+        hetero: float = 0.0,
+    ) -> None:
+        super().__init__(
+            rank=rank,
+            size=size,
+            seed=seed,
+            d=d,
+            n=n,
+            nnz=nnz,
+            lowrank=lowrank,
+            lam=lam,
+            noise=noise,
+            hetero=hetero,
+        )
+
+    @staticmethod
+    def link(t: Vector) -> Vector:
+        """Targets are the scores."""
+        return t
+
+    @staticmethod
+    def phi(z: Vector, y: Vector) -> tuple[Vector, Vector, Vector]:
+        """½r², r, 1."""
+        r = z - y
+        return 0.5 * r * r, r, np.ones_like(r)
+
+
+class LogisticRegression(LinearModel):
+    """φ = log(1 + exp(−y·a·x)), y ∈ {−1, +1} = sign of the noisy score (+ shard offset)."""
+
+    name = "logreg"
+    curvature = 0.25
+
+    def __init__(
+        self,
+        *,
+        rank: int,
+        size: int,
+        seed: int = 0,
+        d: int = 1000,
+        n: int = 4096,
+        nnz: int = 32,
+        lowrank: int = 8,
+        lam: float = 1e-4,
+        noise: float = 0.5,
+        hetero: float = 0.0,
+    ) -> None:
+        if lam <= 0:
+            raise UsageError("logreg: lam must be > 0 (the optimum may not exist otherwise)")
+        super().__init__(
+            rank=rank,
+            size=size,
+            seed=seed,
+            d=d,
+            n=n,
+            nnz=nnz,
+            lowrank=lowrank,
+            lam=lam,
+            noise=noise,
+            hetero=hetero,
+        )
+
+    @staticmethod
+    def link(t: Vector) -> Vector:
+        """±1 labels."""
+        return np.where(t >= 0, 1.0, -1.0)
+
+    @staticmethod
+    def phi(z: Vector, y: Vector) -> tuple[Vector, Vector, Vector]:
+        """log(1+e^−m), −y·σ(−m), σ(m)·σ(−m) with m = y·z."""
+        m = y * z
+        s = np.exp(-np.logaddexp(0.0, m))  # σ(−m), stable for large |m|
+        return np.logaddexp(0.0, -m), -y * s, s * (1.0 - s)
