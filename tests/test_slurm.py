@@ -62,3 +62,23 @@ def test_batch_job_logs_slurm_metadata(
     assert slurm["SLURM_NTASKS_PER_NODE"] == "2"
     assert int(run.meta["ranks"]) == 2
     assert run.records and all(int(r["wrong"]) == 0 for r in run.records)
+
+
+def test_standard_sweep_script(cluster: SlurmCluster, tmp_path: Path) -> None:
+    """jobs/allreduce_sweep.sbatch runs with allocation flags and extra kernel flags."""
+    if "allreduce" not in kernel_names():
+        pytest.skip("kernels/allreduce.py is not in this tree yet")
+    from hpcopt.log import read_log
+
+    argv = ["sbatch", "--parsable", "--wait", "-N", "1", "--ntasks-per-node", "2", "-t", "2"]
+    argv += ["-p", cluster.partition, f"--output={tmp_path}/%j.out", f"--chdir={ROOT}"]
+    argv += [str(ROOT / "jobs" / "allreduce_sweep.sbatch"), str(tmp_path)]
+    argv += ["-b", "1K", "-e", "16K", "-f", "4", "-n", "5", "-w", "1", "--algo", "native,ring"]
+    done = cluster.run(*argv, timeout=120)
+    output = "\n".join(p.read_text() for p in tmp_path.glob("*.out"))
+    assert done.returncode == 0, f"{done.stderr}\n{output}\n{cluster.logs()}"
+    job_id = done.stdout.strip().split(";")[0]
+    (run,) = read_log(tmp_path / f"allreduce-{job_id}.h5").runs
+    assert run.meta["tag"] == "allreduce-sweep" and run.meta["slurm"]["SLURM_JOB_ID"] == job_id
+    assert {r["algo"] for r in run.records} == {"native", "ring"}
+    assert all(int(r["wrong"]) == 0 for r in run.records)
