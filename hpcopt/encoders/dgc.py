@@ -49,13 +49,18 @@ class DGC(Encoder):
         xp.abs(flat, out=a)
         check_finite(float(a.sum()), flat, self.name)
         k = count_for(self.ratio, d)
-        idx = xp.flatnonzero(a >= self._threshold(a, self.generator(xp, step))) if d else a[:0]
+        if not d:
+            return Payload(self._order(flat[:0], xp.zeros(0, index_dtype(1))), tuple(x.shape), step)
+        idx = xp.flatnonzero(a >= self._threshold(a, self.generator(xp, step)))
         if idx.size > 2 * k:
             idx = idx[xp.argpartition(a[idx], idx.size - k)[idx.size - k :]]
         values = xp.take(flat, idx)
         idx = idx.astype(index_dtype(d))
-        bufs = (idx, values) if idx.itemsize > 4 else (values, idx)
-        return Payload(bufs, tuple(x.shape), step)
+        return Payload(self._order(values, idx), tuple(x.shape), step)
+
+    @staticmethod
+    def _order(values: Any, idx: Any) -> tuple[Any, Any]:
+        return (idx, values) if idx.itemsize > 4 else (values, idx)
 
     def decode(self, payload: Payload, out: Any = None) -> Any:
         a, b = payload.buffers

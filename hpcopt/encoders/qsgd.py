@@ -50,7 +50,8 @@ class QSGD(Encoder):
         check_finite(float(sq.sum()), flat, self.name)
         norms = self.work(xp, "norms", nb, np.float32)
         xp.sqrt(sq, out=norms)
-        scale = xp.where(norms > 0, np.float32(self.levels) / xp.maximum(norms, 1e-38), 0)
+        nonzero = norms > 0
+        scale = (np.float32(self.levels) / xp.where(nonzero, norms, 1)) * nonzero
         xp.multiply(a2, scale.astype(np.float32)[:, None], out=a2)
         lev = self.work(xp, "levels", d, uint_dtype(self.mag_bits))
         stochastic_floor(a[:d], self.generator(xp, step), self.work(xp, "u", d, np.float32), lev)
