@@ -162,7 +162,7 @@ Emit = Callable[[dict[str, Any], dict[str, np.ndarray]], None]
 
 def _measure(comm: MPI.Comm, case: Case, size: int, cfg: SweepConfig) -> tuple[dict, dict]:
     prepared = case.prepare(size)
-    warmup, iters = iterations_for(prepared.size_bytes, cfg)
+    warmup, iters = iterations_for(getattr(prepared, "call_bytes", prepared.size_bytes), cfg)
     times = np.zeros(iters)
     sent = time_loop(comm, prepared, warmup, times, cfg.barrier)
     per_call = getattr(prepared, "messages_per_call", 1)

@@ -63,6 +63,7 @@ class _Stream:
     def __init__(self, comm: MPI.Comm, backend: Backend, size_bytes: int) -> None:
         self.comm, self.count, self.size_bytes = comm, size_bytes, size_bytes
         self.window = self.messages_per_call = stream_window(size_bytes)
+        self.call_bytes = self.window * size_bytes
         xp = backend.xp
         self.buf = xp.zeros((self.window, size_bytes), dtype=np.uint8)
         self.ack = np.zeros(1, dtype=np.uint8)

@@ -1,0 +1,133 @@
+"""``hpcopt suite``: the main job on a workstation, start to summary in one command."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from hpcopt.errors import UsageError
+from hpcopt.launch import KERNELS_DIR, run_kernel
+from hpcopt.log import check_output_path, merge_logs, read_log
+from hpcopt.specs import format_size
+
+__all__ = ["default_ranks", "run_suite", "summary"]
+
+MAX_SUITE_RANKS = 4
+KERNEL_TIMEOUT_S = 300
+
+
+def default_ranks() -> int:
+    """Ranks for the allreduce sweep: one per core, between 2 and 4."""
+    return max(2, min(MAX_SUITE_RANKS, os.cpu_count() or 2))
+
+
+def _plan(ranks: int, maxbytes: str) -> list[tuple[str, int, list[str]]]:
+    plan = [
+        ("allreduce", ranks, ["-b", "8", "-e", maxbytes, "--algo", "all"]),
+        ("p2p", 2, ["-b", "8", "-e", maxbytes]),
+    ]
+    if (KERNELS_DIR / "compress.py").is_file():
+        plan.append(("compress", 1, ["-b", "1M", "-e", "1M", "-n", "5", "-w", "1"]))
+    return plan
+
+
+def _run_one(name: str, ranks: int, args: list[str], log: Path) -> None:
+    started = time.monotonic()
+    print(f"# running {name} on {ranks} ranks ...", flush=True)
+    proc = run_kernel(
+        name, ranks, [*args, "-o", str(log), "-q"], timeout_s=KERNEL_TIMEOUT_S, capture=True
+    )
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout or "").strip().splitlines()[-3:]
+        raise UsageError(f"kernel {name} failed (exit {proc.returncode}): {' | '.join(tail)}")
+    print(f"#   done in {time.monotonic() - started:.1f} s", flush=True)
+
+
+def run_suite(*, ranks: int, output: Path, tag: str, overwrite: bool, maxbytes: str) -> Path:
+    """Run the default kernels, merge their logs into ``output`` and return its path."""
+    check_output_path(output, overwrite)
+    workdir = output.parent / f".{output.stem}.parts"
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    logs: list[Path] = []
+    try:
+        for name, n, args in _plan(ranks, maxbytes):
+            log = workdir / f"{name}.h5"
+            tagged = [*args, "--tag", tag] if tag else args
+            try:
+                _run_one(name, n, tagged, log)
+            finally:
+                for done in (log, log.with_name(log.name + ".partial")):
+                    if done.exists():
+                        logs.append(done)
+        return merge_logs(logs, output, overwrite=overwrite)
+    finally:
+        if logs and not output.exists():
+            merge_logs(logs, output.with_name(output.name + ".partial"), overwrite=True)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _pick(records: list[dict[str, Any]], **match: Any) -> dict[str, Any] | None:
+    found = [r for r in records if all(r.get(k) == v for k, v in match.items())]
+    return found[0] if found else None
+
+
+def summary(path: Path) -> str:
+    """A short table: each algorithm's small-message latency and large-message busbw."""
+    records = read_log(path).records()
+    lines = []
+    coll = [r for r in records if r["kernel"] == "allreduce"]
+    if coll:
+        small, large = min(r["size_bytes"] for r in coll), max(r["size_bytes"] for r in coll)
+        head = f"{'allreduce (' + str(coll[0]['ranks']) + ' ranks)':<22}"
+        lines.append(
+            f"{head}{format_size(small) + ' (us)':>14}{format_size(large) + ' busbw (GB/s)':>24}"
+            f"{'wrong':>7}"
+        )
+        for algo in dict.fromkeys(r["algo"] for r in coll):
+            lo, hi = (
+                _pick(coll, algo=algo, size_bytes=small),
+                _pick(coll, algo=algo, size_bytes=large),
+            )
+            wrong = sum(r["wrong"] for r in coll if r["algo"] == algo)
+            lines.append(
+                f"{algo:<22}{lo['t_avg_s'] * 1e6:>14.2f}{hi['busbw_GBps']:>24.3f}{wrong:>7d}"
+            )
+    ping = [r for r in records if r["kernel"] == "p2p" and r["algo"] == "pingpong"]
+    stream = [r for r in records if r["kernel"] == "p2p" and r["algo"] == "stream"]
+    if ping and stream:
+        lo, hi = ping[0], stream[-1]
+        lines.append(
+            f"p2p: latency {format_size(lo['size_bytes'])} {lo['t_avg_s'] * 1e6:.2f} us; "
+            f"bandwidth {format_size(hi['size_bytes'])} {hi['algbw_GBps']:.3f} GB/s"
+        )
+    for rec in (r for r in records if r["kernel"] == "compress"):
+        lines.append(
+            f"compress {rec['encoder']:<24} ratio {rec.get('compression_ratio', 0):7.1f}  "
+            f"encode {rec.get('encode_GBps', 0):6.2f} GB/s"
+        )
+    return "\n".join(lines)
+
+
+def suite_main(args: Any) -> int:
+    """CLI entry of ``hpcopt suite``."""
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    output = Path(args.output) if args.output else Path("results") / f"{stamp}.h5"
+    ranks = args.np or default_ranks()
+    if ranks < 1:
+        raise UsageError("--np must be >= 1")
+    started = time.monotonic()
+    path = run_suite(
+        ranks=ranks, output=output, tag=args.tag, overwrite=args.overwrite, maxbytes=args.maxbytes
+    )
+    print(summary(path))
+    print(
+        f"# log: {path} ({time.monotonic() - started:.1f} s); details: hpcopt report {path}",
+        file=sys.stdout,
+    )
+    return 0
