@@ -45,11 +45,10 @@ class Natural(Encoder):
         xp.bitwise_and(r, _MANT, out=r)
         xp.add(t, r, out=t)
         xp.right_shift(t, np.uint32(23), out=t)
-        buf = self.work(xp, "bits", plane_nbytes(d) + d, np.uint8)
-        expo = buf[plane_nbytes(d) :]
-        expo[...] = t
-        if d and int(expo.max()) == 255:
+        if d and int(t.max()) >= 255:
             raise ValueError("natural: input contains NaN or Inf (or rounds beyond float32)")
+        buf = self.work(xp, "bits", plane_nbytes(d) + d, np.uint8)
+        buf[plane_nbytes(d) :] = t
         packed_signs(flat, buf, self.work(xp, "neg", d, np.bool_))
         return Payload((buf,), tuple(x.shape), step)
 

@@ -45,10 +45,10 @@ class RandomK(Encoder):
     def encode(self, x: Any, step: int = 0) -> Payload:
         flat = flat_f32(x)
         xp = array_module(flat)
+        check_finite(float(flat.sum()), flat, self.name)
         idx = self.indices(xp, flat.size, step)
         values = self.work(xp, "values", idx.size, np.float32)
         xp.take(flat, idx, out=values)
-        check_finite(float(values.sum()), values, self.name)
         return Payload((values,), tuple(x.shape), step)
 
     def decode(self, payload: Payload, out: Any = None) -> Any:
