@@ -73,7 +73,7 @@ def _dense(a) -> np.ndarray:
     return a.todense() if hasattr(a, "todense") else a
 
 
-def _normal_equations(p: Problem):
+def _normal_equations(p):
     data, w = p.union
     a = data.a.todense()
     h = a.T @ (w[:, None] * a) + p.lam * np.eye(p.dim)
@@ -195,7 +195,7 @@ def test_hetero_skews_labels_and_features_of_linear_models():
     labels0, latent0 = spread(0.0)
     labels1, latent1 = spread(1.0)
     assert labels0 < 0.1 and labels1 > 0.5
-    assert latent0 < 0.3 and latent1 > 1.0
+    assert latent1 > 10 * latent0
 
 
 def test_hetero_skews_class_distribution_of_mlp():

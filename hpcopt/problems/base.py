@@ -97,10 +97,20 @@ class Problem(ABC):
         """Generate shard i from (seed, i); the same on every rank."""
 
     @abstractmethod
-    def value_grad(
-        self, data: Shard, x: Vector, weights: float | Vector, grad: bool = True
+    def objective(
+        self, data: Shard, x: Vector, weights: float | Vector, grad: bool
     ) -> tuple[float, Vector | None]:
-        """Σ_j w_j·loss_j(x) + regularizer, and its gradient when asked; Σ_j w_j = 1."""
+        """Σ_j w_j·loss_j(x) + regularizer, and its gradient when grad; Σ_j w_j = 1."""
+
+    def value(self, data: Shard, x: Vector, weights: float | Vector) -> float:
+        """Σ_j w_j·loss_j(x) + regularizer."""
+        return self.objective(data, x, weights, grad=False)[0]
+
+    def value_grad(self, data: Shard, x: Vector, weights: float | Vector) -> tuple[float, Vector]:
+        """The weighted objective and its gradient."""
+        value, grad = self.objective(data, x, weights, grad=True)
+        assert grad is not None
+        return value, grad
 
     @abstractmethod
     def init_point(self) -> Vector:
@@ -127,33 +137,32 @@ class Problem(ABC):
         """Local sample indices for a minibatch, drawn uniformly with replacement."""
         return rng.integers(0, self.n_local, size=size).astype(np.intp)
 
-    def _local(self, x: ArrayLike, batch: ArrayLike | None, grad: bool) -> tuple[float, Any]:
-        data = self.shard if batch is None else self.shard[np.asarray(batch, dtype=np.intp)]
-        return self.value_grad(data, np.asarray(x, dtype=np.float64), 1.0 / len(data), grad)
+    def _data(self, batch: ArrayLike | None) -> Shard:
+        return self.shard if batch is None else self.shard[np.asarray(batch, dtype=np.intp)]
 
     def loss_local(self, x: ArrayLike, batch: ArrayLike | None = None) -> float:
         """f_i(x) on this rank's shard, or the mean loss over a batch of its indices."""
-        return self._local(x, batch, grad=False)[0]
+        data = self._data(batch)
+        return self.value(data, np.asarray(x, dtype=np.float64), 1.0 / len(data))
 
     def grad_local(self, x: ArrayLike, batch: ArrayLike | None = None) -> Vector:
         """∇f_i(x) on this rank's shard, or a minibatch gradient over local indices."""
-        return self._local(x, batch, grad=True)[1]
+        return self.loss_grad_local(x, batch)[1]
 
     def loss_grad_local(self, x: ArrayLike, batch: ArrayLike | None = None) -> tuple[float, Vector]:
         """loss_local and grad_local in one pass."""
-        return self._local(x, batch, grad=True)
+        data = self._data(batch)
+        return self.value_grad(data, np.asarray(x, dtype=np.float64), 1.0 / len(data))
 
     def full_loss(self, x: ArrayLike) -> float:
         """f(x) from all shards regenerated here; for tests and small problems."""
         data, weights = self.union
-        return self.value_grad(data, np.asarray(x, dtype=np.float64), weights, grad=False)[0]
+        return self.value(data, np.asarray(x, dtype=np.float64), weights)
 
     def full_grad(self, x: ArrayLike) -> Vector:
         """∇f(x) from all shards regenerated here."""
         data, weights = self.union
-        grad = self.value_grad(data, np.asarray(x, dtype=np.float64), weights)[1]
-        assert grad is not None
-        return grad
+        return self.value_grad(data, np.asarray(x, dtype=np.float64), weights)[1]
 
     def reference(self, comm: Comm | None = None) -> Reference:
         """Global reference quantities; with comm, rank 0 computes them first (shared cache)."""

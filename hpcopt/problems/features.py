@@ -50,7 +50,9 @@ class Features:
             out = r @ self.vals
         else:
             weights = (self.vals * r[:, None]).ravel()
-            out = np.bincount(self.cols.ravel(), weights=weights, minlength=self.dim)
+            out = np.bincount(self.cols.ravel(), weights=weights, minlength=self.dim).astype(
+                np.float64, copy=False
+            )
         return out + self.basis @ (r @ self.coef)
 
     def todense(self) -> NDArray[np.float64]:

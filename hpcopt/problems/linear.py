@@ -80,12 +80,14 @@ class LinearModel(Problem):
         feature_shift = rng.standard_normal(self.dim)
         latent_shift = rng.standard_normal(self.lowrank)
         h = self.hetero
-        vals = (vals + h * (feature_shift if cols is None else feature_shift[cols])) / np.sqrt(
-            self.nnz
-        )
-        a = Features(cols, vals, coef + h * latent_shift, self.basis)
+        # each row has E‖a‖² ≈ 1 (1 + h² with shifts): half sparse, half low-rank when r > 0
+        sparse_share = 0.5 if self.lowrank else 1.0
+        shift = feature_shift if cols is None else feature_shift[cols]
+        vals = (vals + h * shift) * np.sqrt(sparse_share / self.nnz)
+        coef = (coef + h * latent_shift) * np.sqrt((1 - sparse_share) / max(self.lowrank, 1))
+        a = Features(cols, vals, coef, self.basis)
         offset = 2.0 * i / (self.size - 1) - 1.0 if self.size > 1 else 0.0
-        t = (a @ self.teacher) / np.sqrt(1 + self.lowrank) + self.noise * eps
+        t = a @ self.teacher + self.noise * eps
         return Shard(a, self.link(t + h * TARGET_SHIFT * offset))
 
     @staticmethod
@@ -103,8 +105,8 @@ class LinearModel(Problem):
     def phi(z: Vector, y: Vector) -> tuple[Vector, Vector, Vector]:
         """Per-sample loss φ(z, y) and its first and second derivatives in z."""
 
-    def value_grad(
-        self, data: Shard, x: Vector, weights: float | Vector, grad: bool = True
+    def objective(
+        self, data: Shard, x: Vector, weights: float | Vector, grad: bool
     ) -> tuple[float, Vector | None]:
         """Σ_j w_j·φ(a_j·x, y_j) + (lam/2)·‖x‖² and its gradient."""
         loss, d1, _ = self.phi(data.a @ x, data.y)
@@ -139,13 +141,13 @@ class LinearModel(Problem):
         if hit is None:
             data, w = self.union
             x_star = newton(
-                lambda x: self.value_grad(data, x, w),  # type: ignore[arg-type,return-value]
+                lambda x: self.value_grad(data, x, w),
                 lambda x: self.hessian(data, x, w),
                 self.init_point(),
             )
             hit = dict(
                 x_star=x_star,
-                f_star=self.value_grad(data, x_star, w, grad=False)[0],
+                f_star=self.value(data, x_star, w),
                 L=self._smoothness(),
             )
             cache.store(path, **hit)

@@ -130,8 +130,8 @@ class MLP(Problem):
         hid = np.tanh(pre) if self.act == "tanh" else np.maximum(pre, 0.0)
         return pre, hid, hid @ w2.T + b2
 
-    def value_grad(
-        self, data: Shard, x: Vector, weights: float | Vector, grad: bool = True
+    def objective(
+        self, data: Shard, x: Vector, weights: float | Vector, grad: bool
     ) -> tuple[float, Vector | None]:
         """Weighted cross-entropy + (lam/2)·‖x‖² and its gradient by backpropagation."""
         pre, hid, z = self._forward(data.a, x)
