@@ -270,6 +270,20 @@ def test_spec_errors_are_one_line_usage_errors(spec, message):
     assert message in str(info.value) and "\n" not in str(info.value)
 
 
+def test_negative_seed_is_a_usage_error():
+    with pytest.raises(UsageError, match="seed=-1"):
+        get_problem("mlp", rank=0, size=1, seed=-1)
+
+
+def test_unwritable_cache_only_warns(tmp_path, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    monkeypatch.setenv("HPCOPT_CACHE", str(blocker / "sub"))
+    p = get_problem(SMALL["logreg"], rank=0, size=2)
+    with pytest.warns(UserWarning, match="cannot cache"):
+        assert p.f_star is not None
+
+
 def test_register_a_custom_problem():
     class Tiny(LeastSquares):
         name = "tiny"

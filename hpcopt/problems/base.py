@@ -73,6 +73,8 @@ class Problem(ABC):
     ) -> None:
         if size < 1 or not 0 <= rank < size:
             raise UsageError(f"problem: rank {rank} is not in [0, size={size})")
+        if seed < 0:
+            raise UsageError(f"{self.name}: seed={seed} must be >= 0")
         if n < size:
             raise UsageError(f"{self.name}: n={n} samples cannot fill {size} shards")
         if not 0.0 <= hetero <= 1.0:
@@ -135,7 +137,7 @@ class Problem(ABC):
 
     def sample_batch(self, rng: np.random.Generator, size: int) -> NDArray[np.intp]:
         """Local sample indices for a minibatch, drawn uniformly with replacement."""
-        return rng.integers(0, self.n_local, size=size).astype(np.intp)
+        return rng.integers(0, self.n_local, size=size, dtype=np.intp)
 
     def _data(self, batch: ArrayLike | None) -> Shard:
         return self.shard if batch is None else self.shard[np.asarray(batch, dtype=np.intp)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from abc import abstractmethod
 from functools import cached_property
 
@@ -150,7 +151,10 @@ class LinearModel(Problem):
                 f_star=self.value(data, x_star, w),
                 L=self._smoothness(),
             )
-            cache.store(path, **hit)
+            try:
+                cache.store(path, **hit)
+            except OSError as exc:  # a read-only cache costs time, not correctness
+                warnings.warn(f"{self.name}: cannot cache the reference: {exc}", stacklevel=2)
         return Reference(float(hit["f_star"]), hit["x_star"], float(hit["L"]), self.lam)
 
 
