@@ -6,7 +6,8 @@
 #   tcp                    MPICH over TCP on loopback (libfabric's tcp provider)
 #   veth:RATE[:DELAY_US]   two network namespaces joined by a veth pair, each end shaped to
 #                          RATE (tc tbf, e.g. 1gbit, 100mbit); DELAY_US adds a one-way delay
-#                          with netem, refused where the kernel has no netem
+#                          in microseconds with netem or, where the kernel has no netem, with
+#                          iptables NFQUEUE and jobs/nfq_delay.py holding the packets
 # The run is tagged LINK unless the kernel flags give --tag. veth links need root; the
 # namespaces are created here, with unique names, and removed on exit.
 # MPIEXEC_TIMEOUT (default 600 s) ends a job that hangs.
@@ -15,16 +16,22 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 IFACE=hpc0
 SUBNET=198.18.0 # RFC 2544 benchmarking range, used only inside the namespaces
+JOBS=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+PYTHON=""
 CREATED=()
+HOLDERS=()
 WORKDIR=""
 
 usage() {
     die "usage: ${0##*/} shm|tcp|veth:RATE[:DELAY_US] -- KERNEL [kernel flags]"
 }
 
-# Remove what this run created: its namespaces (and so the veth pair) and its temp folder.
+# Remove what this run created: delay holders, namespaces (and so the veth pair), temp folder.
 cleanup() {
-    local ns
+    local ns pid
+    for pid in ${HOLDERS[@]+"${HOLDERS[@]}"}; do
+        kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
+    done
     for ns in ${CREATED[@]+"${CREATED[@]}"}; do
         ip netns del "$ns" 2>/dev/null || true
     done
@@ -47,17 +54,43 @@ burst_bytes() {
     awk -v b="$1" 'BEGIN { x = b / 8 * 0.002; printf "%.0f", (x < 65536 ? 65536 : x) }'
 }
 
-# Shape egress of the link end in namespace NS to RATE, after DELAY_US of netem delay if nonzero.
+# Shape egress of the link end in namespace NS to RATE, under qdisc PARENT (root or parent 1:1).
 shape() {
-    local ns=$1 rate=$2 delay_us=$3 burst parent=(root)
+    local ns=$1 rate=$2 burst
+    shift 2
     burst=$(burst_bytes "$(rate_bits "$rate")")
-    if ((delay_us > 0)); then
-        tc -n "$ns" qdisc add dev "$IFACE" root handle 1: netem delay "${delay_us}us" 2>/dev/null ||
-            die "DELAY_US needs the netem qdisc, which this kernel lacks (CONFIG_NET_SCH_NETEM); use veth:$rate"
-        parent=(parent 1:1)
+    tc -n "$ns" qdisc add dev "$IFACE" "$@" handle 2: tbf rate "$rate" burst "$burst" latency 50ms
+}
+
+# Delay egress in NS by DELAY_US with netem; fails where the kernel has no netem.
+netem_delay() {
+    tc -n "$1" qdisc add dev "$IFACE" root handle 1: netem delay "$2us" 2>/dev/null
+}
+
+# Delay egress in NS by DELAY_US: iptables queues the packets to nfq_delay.py, which holds them.
+queue_delay() {
+    local ns=$1 delay_us=$2 ready=$WORKDIR/ready-$1 i
+    command -v iptables >/dev/null ||
+        die "DELAY_US needs netem (CONFIG_NET_SCH_NETEM) or iptables for an NFQUEUE delay; install iptables"
+    ip netns exec "$ns" "$PYTHON" "$JOBS/nfq_delay.py" --delay-us "$delay_us" --ready "$ready" &
+    HOLDERS+=($!)
+    for i in $(seq 50); do
+        [[ -e $ready ]] || ! kill -0 "${HOLDERS[-1]}" 2>/dev/null && break
+        sleep 0.1
+    done
+    [[ -e $ready ]] || die "the NFQUEUE delay holder in $ns did not start"
+    ip netns exec "$ns" iptables -A OUTPUT -o "$IFACE" -j NFQUEUE --queue-num 0
+}
+
+# Shape NS's end to RATE and delay it by DELAY_US: netem first, else an NFQUEUE holder.
+shape_and_delay() {
+    local ns=$1 rate=$2 delay_us=$3
+    if ((delay_us > 0)) && netem_delay "$ns" "$delay_us"; then
+        shape "$ns" "$rate" parent 1:1
+        return
     fi
-    tc -n "$ns" qdisc add dev "$IFACE" "${parent[@]}" handle 2: tbf rate "$rate" \
-        burst "$burst" latency 50ms
+    shape "$ns" "$rate" root
+    ((delay_us == 0)) || queue_delay "$ns" "$delay_us"
 }
 
 # Wait until the link is up in both namespaces (a veth end reports up once its peer is up).
@@ -87,8 +120,10 @@ make_link() {
     for ns in "$ns_a" "$ns_b"; do
         ip -n "$ns" addr add "$SUBNET.$host/30" dev "$IFACE"
         ip -n "$ns" link set lo up
+        # An interconnect keeps its speed between messages: no TCP slow start after idle.
+        ip netns exec "$ns" sysctl -qw net.ipv4.tcp_slow_start_after_idle=0
         ip -n "$ns" link set "$IFACE" up
-        shape "$ns" "$rate" "$delay_us"
+        shape_and_delay "$ns" "$rate" "$delay_us"
         host=$((host + 1))
     done
     wait_up "$ns_a" "$ns_b"
@@ -142,6 +177,7 @@ main() {
     [[ $link =~ ^(shm|tcp|veth:.+)$ ]] || die "unknown link '$link': use shm, tcp or veth:RATE[:DELAY_US]"
     root=$(hpcopt_root)
     python=$(find_python "$root")
+    PYTHON=$python
     mpiexec=$(find_mpiexec "$python")
     kernel=$(kernel_file "$root" "$1")
     shift
