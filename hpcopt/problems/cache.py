@@ -14,7 +14,7 @@ import numpy as np
 
 __all__ = ["cache_dir", "cache_path", "load", "store"]
 
-VERSION = 1  # bump when generation or solvers change what a key means
+VERSION = 2  # bump when generation or solvers change what a key means
 
 
 def cache_dir() -> Path:

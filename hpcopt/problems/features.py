@@ -11,7 +11,7 @@ __all__ = ["Features"]
 
 
 class Features:
-    """Rows a_j = s_j + U c_j: s_j sparse (k nonzeros, or dense) and U (d×r) shared by all rows.
+    """Rows a_j = s_j + Uᵀc_j: s_j sparse (k nonzeros, or dense) and U (r×d) shared by all rows.
 
     ``A @ x`` and ``r @ A`` give A·x and Aᵀ·r; ``A[idx]`` selects rows.
     """
@@ -29,7 +29,7 @@ class Features:
         self.vals = vals
         self.coef = coef
         self.basis = basis
-        self.dim = basis.shape[0]
+        self.dim = basis.shape[1]
 
     def __len__(self) -> int:
         return self.vals.shape[0]
@@ -43,7 +43,7 @@ class Features:
             sparse = self.vals @ x
         else:
             sparse = np.einsum("ij,ij->i", self.vals, x[self.cols])
-        return sparse + self.coef @ (x @ self.basis)
+        return sparse + self.coef @ (self.basis @ x)
 
     def __rmatmul__(self, r: NDArray[np.float64]) -> NDArray[np.float64]:
         if self.cols is None:
@@ -53,7 +53,7 @@ class Features:
             out = np.bincount(self.cols.ravel(), weights=weights, minlength=self.dim).astype(
                 np.float64, copy=False
             )
-        return out + self.basis @ (r @ self.coef)
+        return out + (r @ self.coef) @ self.basis
 
     def todense(self) -> NDArray[np.float64]:
         """The rows as a dense (n, d) array: for small problems and tests."""
@@ -63,7 +63,7 @@ class Features:
             dense = np.zeros((len(self), self.dim))
             rows = np.repeat(np.arange(len(self)), self.cols.shape[1])
             np.add.at(dense, (rows, self.cols.ravel()), self.vals.ravel())
-        return dense + self.coef @ self.basis.T
+        return dense + self.coef @ self.basis
 
     @staticmethod
     def concat(parts: Sequence[Features]) -> Features:

@@ -51,10 +51,9 @@ class LinearModel(Problem):
 
     @cached_property
     def basis(self) -> NDArray[np.float64]:
-        """U (d×r): the shared low-rank feature directions, columns of norm ≈ 1."""
-        return stream(self.seed, BASIS).standard_normal((self.dim, self.lowrank)) / np.sqrt(
-            self.dim
-        )
+        """U (r×d): the shared low-rank feature directions, rows of norm ≈ 1."""
+        rng = stream(self.seed, BASIS)
+        return rng.standard_normal((self.lowrank, self.dim)) / np.sqrt(self.dim)
 
     @cached_property
     def teacher(self) -> Vector:
