@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from types import ModuleType
 from typing import Any, ClassVar
 
@@ -10,7 +11,21 @@ import numpy as np
 
 from hpcopt.backend import Scratch, array_module
 
-__all__ = ["Encoder", "Payload", "check_finite", "flat_f32", "random_u16", "stochastic_floor"]
+__all__ = [
+    "BLOCK",
+    "Encoder",
+    "Payload",
+    "blocks",
+    "check_finite",
+    "flat_f32",
+    "random_u16",
+    "stochastic_floor",
+    "sum_squares",
+]
+
+# Elements per cache-sized block: chains of NumPy passes run block by block so that the
+# intermediates stay in cache instead of streaming through memory once per pass.
+BLOCK = 1 << 16
 
 
 class Payload:
@@ -107,6 +122,13 @@ def flat_f32(x: Any) -> Any:
     return xp.ascontiguousarray(x, dtype=np.float32).reshape(-1)
 
 
+def blocks(xp: ModuleType, d: int, block: int = BLOCK) -> Iterator[tuple[int, int]]:
+    """(start, stop) of consecutive blocks of ``d`` elements; one block on a GPU."""
+    step = block if xp is np else max(d, 1)
+    for lo in range(0, d, step):
+        yield lo, min(d, lo + step)
+
+
 def check_finite(total: float, x: Any, name: str) -> bool:
     """Raise ValueError when ``x`` has NaN/Inf; False when only ``total`` overflowed."""
     if math.isfinite(total):
@@ -115,6 +137,19 @@ def check_finite(total: float, x: Any, name: str) -> bool:
     if not bool(xp.isfinite(x).all()):
         raise ValueError(f"{name}: input contains NaN or Inf")
     return False
+
+
+def sum_squares(flat: Any, name: str) -> float:
+    """Σx² of a 1-D float32 array (in float64 when float32 overflows); checks finiteness."""
+    xp = array_module(flat)
+    if not flat.size:
+        return 0.0
+    with np.errstate(over="ignore"):
+        total = float(xp.dot(flat, flat))
+    if not check_finite(total, flat, name):
+        wide = flat.astype(np.float64)
+        total = float(xp.dot(wide, wide))
+    return total
 
 
 def random_u16(xp: ModuleType, gen: Any, n: int) -> Any:

@@ -14,7 +14,7 @@ import numpy as np
 
 from hpcopt.backend import array_module
 
-__all__ = ["pack", "packed_nbytes", "plane_nbytes", "uint_dtype", "unpack"]
+__all__ = ["pack", "pack_into", "packed_nbytes", "plane_nbytes", "uint_dtype", "unpack"]
 
 
 def plane_nbytes(n: int) -> int:
@@ -47,15 +47,23 @@ def pack(values: Any, bits: int, out: Any = None, work: Any = None) -> Any:
     """
     _check_bits(bits)
     xp = array_module(values)
-    n = values.size
-    step = plane_nbytes(n)
     if out is None:
-        out = xp.empty(bits * step, dtype=np.uint8)
+        out = xp.empty(packed_nbytes(values.size, bits), dtype=np.uint8)
+    return pack_into(values, bits, out, plane_nbytes(values.size), 0, work)
+
+
+def pack_into(values: Any, bits: int, out: Any, stride: int, start: int, work: Any = None) -> Any:
+    """Write the bit planes of a block of values into planes ``stride`` bytes apart.
+
+    The block begins at element ``start`` (a multiple of 8) of the whole array.
+    """
+    xp = array_module(values)
     if work is None:
         work = xp.empty_like(values)
+    at, stop = start // 8, start // 8 + plane_nbytes(values.size)
     for b in range(bits):
         xp.bitwise_and(values, values.dtype.type(1 << b), out=work)
-        out[b * step : (b + 1) * step] = xp.packbits(work)
+        out[b * stride + at : b * stride + stop] = xp.packbits(work)
     return out
 
 

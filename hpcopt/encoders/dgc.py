@@ -8,8 +8,16 @@ from typing import Any
 import numpy as np
 
 from hpcopt.backend import array_module
-from hpcopt.encoders.base import Encoder, Payload, check_finite, flat_f32
-from hpcopt.encoders.sparse import check_ratio, count_for, index_dtype, scatter
+from hpcopt.encoders.base import BLOCK, Encoder, Payload, check_finite, flat_f32
+from hpcopt.encoders.sparse import (
+    above,
+    check_ratio,
+    count_for,
+    index_dtype,
+    largest,
+    sample_abs,
+    scatter,
+)
 from hpcopt.errors import UsageError
 
 __all__ = ["DGC"]
@@ -33,30 +41,23 @@ class DGC(Encoder):
             raise UsageError(f"dgc sample must be in (0, 1], got {sample}")
         self.sample = sample
 
-    def _threshold(self, a: Any, gen: Any) -> float:
-        xp = array_module(a)
-        d = a.size
-        m = min(d, max(1000, math.ceil(self.sample * d)))
-        s = a[gen.integers(0, d, size=m)] if m < d else a
-        kk = max(1, math.ceil(self.ratio * m))
-        return float(xp.partition(s, m - kk)[m - kk])
-
     def encode(self, x: Any, step: int = 0) -> Payload:
         flat = flat_f32(x)
         xp = array_module(flat)
         d = flat.size
-        a = self.work(xp, "abs", d, np.float32)
-        xp.abs(flat, out=a)
-        check_finite(float(a.sum()), flat, self.name)
-        k = count_for(self.ratio, d)
         if not d:
             return Payload(self._order(flat[:0], xp.zeros(0, index_dtype(1))), tuple(x.shape), step)
-        idx = xp.flatnonzero(a >= self._threshold(a, self.generator(xp, step)))
+        k = count_for(self.ratio, d)
+        s = sample_abs(flat, self.generator(xp, step), self.sample)
+        kk = max(1, math.ceil(self.ratio * s.size))
+        thr = float(xp.partition(s, s.size - kk)[s.size - kk])
+        work = self.work(xp, "abs", min(d, BLOCK) if xp is np else d, np.float32)
+        idx, total = above(flat, thr, work)
+        check_finite(total, flat, self.name)
         if idx.size > 2 * k:
-            idx = idx[xp.argpartition(a[idx], idx.size - k)[idx.size - k :]]
+            idx = largest(flat, idx, k)
         values = xp.take(flat, idx)
-        idx = idx.astype(index_dtype(d))
-        return Payload(self._order(values, idx), tuple(x.shape), step)
+        return Payload(self._order(values, idx.astype(index_dtype(d))), tuple(x.shape), step)
 
     @staticmethod
     def _order(values: Any, idx: Any) -> tuple[Any, Any]:

@@ -7,9 +7,8 @@ from typing import Any
 import numpy as np
 
 from hpcopt.backend import array_module
-from hpcopt.encoders.base import Encoder, Payload, flat_f32
+from hpcopt.encoders.base import Encoder, Payload, blocks, flat_f32
 from hpcopt.encoders.bitpack import plane_nbytes
-from hpcopt.encoders.qsgd import packed_signs
 
 __all__ = ["Natural"]
 
@@ -39,18 +38,31 @@ class Natural(Encoder):
         flat = flat_f32(x)
         xp = array_module(flat)
         d = flat.size
-        t = self.work(xp, "t", d, np.uint32)
-        xp.bitwise_and(flat.view(np.uint32), _MAG, out=t)
-        r = random_u32(xp, self.generator(xp, step), d)
+        buf = self.work(xp, "bits", plane_nbytes(d) + d, np.uint8)
+        gen, top = self.generator(xp, step), 0
+        for lo, hi in blocks(xp, d):
+            top = max(top, self._encode_block(flat, lo, hi, buf, gen))
+        if top >= 255:
+            raise ValueError("natural: input contains NaN or Inf (or rounds beyond float32)")
+        return Payload((buf,), tuple(x.shape), step)
+
+    def _encode_block(self, flat: Any, lo: int, hi: int, buf: Any, gen: Any) -> int:
+        """Round elements lo:hi into ``buf``; returns the largest rounded exponent."""
+        xp = array_module(flat)
+        n = hi - lo
+        t = self.work(xp, "t", n, np.uint32)
+        xp.bitwise_and(flat[lo:hi].view(np.uint32), _MAG, out=t)
+        r = random_u32(xp, gen, n)
         xp.bitwise_and(r, _MANT, out=r)
         xp.add(t, r, out=t)
         xp.right_shift(t, np.uint32(23), out=t)
-        if d and int(t.max()) >= 255:
-            raise ValueError("natural: input contains NaN or Inf (or rounds beyond float32)")
-        buf = self.work(xp, "bits", plane_nbytes(d) + d, np.uint8)
-        buf[plane_nbytes(d) :] = t
-        packed_signs(flat, buf, self.work(xp, "neg", d, np.bool_))
-        return Payload((buf,), tuple(x.shape), step)
+        top = int(t.max())
+        signs = plane_nbytes(flat.size)
+        buf[signs + lo : signs + hi] = t
+        neg = self.work(xp, "neg", n, np.bool_)
+        xp.less(flat[lo:hi], np.float32(0), out=neg)
+        buf[lo // 8 : lo // 8 + plane_nbytes(n)] = xp.packbits(neg)
+        return top
 
     def decode(self, payload: Payload, out: Any = None) -> Any:
         (buf,) = payload.buffers

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from hpcopt.backend import array_module
-from hpcopt.encoders.base import Encoder, Payload, check_finite, flat_f32
+from hpcopt.encoders.base import Encoder, Payload, flat_f32, sum_squares
 from hpcopt.errors import UsageError
 
 __all__ = ["PowerSGD", "matrix_shape"]
@@ -58,7 +58,7 @@ class PowerSGD(Encoder):
         mat = self.work(xp, "m", m * n, np.float32)
         mat[: flat.size] = flat
         mat[flat.size :] = 0
-        check_finite(float(xp.dot(flat, flat)) if flat.size else 0.0, flat, self.name)
+        sum_squares(flat, self.name)
         return mat.reshape(m, n)
 
     def _warm_q(self, xp: Any, m: int, n: int) -> Any:

@@ -8,8 +8,16 @@ from typing import Any
 import numpy as np
 
 from hpcopt.backend import array_module
-from hpcopt.encoders.base import Encoder, Payload, check_finite, flat_f32, stochastic_floor
-from hpcopt.encoders.bitpack import pack, packed_nbytes, uint_dtype, unpack
+from hpcopt.encoders.base import (
+    BLOCK,
+    Encoder,
+    Payload,
+    blocks,
+    check_finite,
+    flat_f32,
+    stochastic_floor,
+)
+from hpcopt.encoders.bitpack import pack_into, packed_nbytes, plane_nbytes, uint_dtype, unpack
 from hpcopt.errors import UsageError
 
 __all__ = ["QSGD", "apply_signs", "packed_signs", "variance_factor"]
@@ -38,28 +46,47 @@ class QSGD(Encoder):
     def _buckets(self, d: int) -> int:
         return -(-d // self.bucket)
 
+    def _block(self) -> int:
+        unit = math.lcm(self.bucket, 8)
+        return unit * max(1, BLOCK // unit)
+
     def encode(self, x: Any, step: int = 0) -> Payload:
         flat = flat_f32(x)
         xp = array_module(flat)
         d, nb = flat.size, self._buckets(flat.size)
+        block = max(8, min(self._block(), nb * self.bucket) if xp is np else nb * self.bucket)
+        norms = self.work(xp, "norms", nb, np.float32)
+        bits = self.work(xp, "bits", packed_nbytes(d, self.mag_bits + 1), np.uint8)
+        gen = self.generator(xp, step)
+        for lo, hi in blocks(xp, d, block):
+            self._encode_block(flat, lo, hi, norms, bits, gen)
+        return Payload((norms, bits), tuple(x.shape), step)
+
+    def _encode_block(self, flat: Any, lo: int, hi: int, norms: Any, bits: Any, gen: Any) -> float:
+        """Quantize and pack elements lo:hi (whole buckets); returns their squared norm."""
+        xp = array_module(flat)
+        n, nb = hi - lo, self._buckets(hi - lo)
         a = self.work(xp, "abs", nb * self.bucket, np.float32)
-        xp.abs(flat, out=a[:d])
-        a[d:] = 0
+        xp.abs(flat[lo:hi], out=a[:n])
+        a[n:] = 0
         a2 = a.reshape(nb, self.bucket)
         sq = xp.einsum("ij,ij->i", a2, a2)
-        check_finite(float(sq.sum()), flat, self.name)
-        norms = self.work(xp, "norms", nb, np.float32)
-        xp.sqrt(sq, out=norms)
-        nonzero = norms > 0
-        scale = (np.float32(self.levels) / xp.where(nonzero, norms, 1)) * nonzero
+        if not check_finite(float(sq.sum()), flat[lo:hi], self.name):
+            wide = a2.astype(np.float64)
+            sq = xp.einsum("ij,ij->i", wide, wide)
+        mine = norms[lo // self.bucket : lo // self.bucket + nb]
+        mine[...] = xp.sqrt(sq)
+        nonzero = mine > 0
+        scale = (np.float32(self.levels) / xp.where(nonzero, mine, 1)) * nonzero
         xp.multiply(a2, scale.astype(np.float32)[:, None], out=a2)
-        lev = self.work(xp, "levels", d, uint_dtype(self.mag_bits))
-        stochastic_floor(a[:d], self.generator(xp, step), self.work(xp, "u", d, np.float32), lev)
-        bits = self.work(xp, "bits", packed_nbytes(d, self.mag_bits + 1), np.uint8)
-        packed_signs(flat, bits, self.work(xp, "neg", d, np.bool_))
-        work = self.work(xp, "packwork", d, lev.dtype)
-        pack(lev, self.mag_bits, out=bits[packed_nbytes(d, 1) :], work=work)
-        return Payload((norms, bits), tuple(x.shape), step)
+        lev = self.work(xp, "levels", n, uint_dtype(self.mag_bits))
+        stochastic_floor(a[:n], gen, self.work(xp, "u", n, np.float32), lev)
+        stride = plane_nbytes(flat.size)
+        neg = self.work(xp, "neg", n, np.bool_)
+        xp.less(flat[lo:hi], np.float32(0), out=neg)
+        bits[lo // 8 : lo // 8 + plane_nbytes(n)] = xp.packbits(neg)
+        work = self.work(xp, "packwork", n, lev.dtype)
+        pack_into(lev, self.mag_bits, bits[stride:], stride, lo, work)
 
     def decode(self, payload: Payload, out: Any = None) -> Any:
         norms, bits = payload.buffers

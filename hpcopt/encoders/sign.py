@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from hpcopt.backend import array_module
-from hpcopt.encoders.base import Encoder, Payload, check_finite, flat_f32
+from hpcopt.encoders.base import BLOCK, Encoder, Payload, blocks, check_finite, flat_f32
 from hpcopt.encoders.bitpack import plane_nbytes
 
 __all__ = ["Sign"]
@@ -22,16 +22,20 @@ class Sign(Encoder):
         flat = flat_f32(x)
         xp = array_module(flat)
         d = flat.size
-        work = self.work(xp, "abs", d, np.float32)
-        xp.abs(flat, out=work)
-        total = float(work.sum())
+        work = self.work(xp, "abs", min(d, BLOCK), np.float32)
+        neg = self.work(xp, "neg", min(d, BLOCK), np.bool_)
+        bits = self.work(xp, "bits", plane_nbytes(d), np.uint8)
+        total = 0.0
+        for lo, hi in blocks(xp, d):
+            a, b = work[: hi - lo], neg[: hi - lo]
+            xp.abs(flat[lo:hi], out=a)
+            total += float(a.sum())
+            xp.less(flat[lo:hi], np.float32(0), out=b)
+            bits[lo // 8 : plane_nbytes(hi)] = xp.packbits(b)
         if not check_finite(total, flat, self.name):
-            total = float(work.sum(dtype=np.float64))
+            total = float(xp.abs(flat).sum(dtype=np.float64))
         scale = self.work(xp, "scale", 1, np.float32)
         scale[0] = total / d if d else 0.0
-        bits = self.work(xp, "bits", plane_nbytes(d), np.uint8)
-        xp.less(flat, np.float32(0), out=work.view(np.bool_)[:d])
-        bits[...] = xp.packbits(work.view(np.bool_)[:d])
         return Payload((scale, bits), tuple(x.shape), step)
 
     def decode(self, payload: Payload, out: Any = None) -> Any:

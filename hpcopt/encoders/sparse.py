@@ -8,9 +8,19 @@ from typing import Any
 import numpy as np
 
 from hpcopt.backend import array_module
+from hpcopt.encoders.base import blocks
 from hpcopt.errors import UsageError
 
-__all__ = ["check_ratio", "count_for", "index_dtype", "scatter", "topk_indices"]
+__all__ = [
+    "above",
+    "check_ratio",
+    "count_for",
+    "index_dtype",
+    "largest",
+    "sample_abs",
+    "scatter",
+    "topk_indices",
+]
 
 
 def check_ratio(name: str, ratio: float) -> float:
@@ -33,29 +43,56 @@ def index_dtype(d: int) -> np.dtype:
     return np.dtype(np.uint64)
 
 
-def topk_indices(a: Any, k: int, gen: Any, sample: float = 0.01) -> Any:
-    """Indices of exactly ``k`` largest entries of ``a`` (>= 0), unordered.
+def sample_abs(flat: Any, gen: Any, fraction: float) -> Any:
+    """|x| at a random sample of at least ``fraction`` of the entries (and >= 1000)."""
+    xp = array_module(flat)
+    d = flat.size
+    m = min(d, max(1000, math.ceil(fraction * d)))
+    if m == d:
+        return xp.abs(flat)
+    return xp.abs(flat[gen.integers(0, d, size=m)])
 
-    A threshold a little below the k-th largest is estimated from a random sample;
-    only the candidates above it are partitioned. Falls back to a full partition when
-    the estimate leaves fewer than k candidates.
+
+def above(flat: Any, thr: float, work: Any) -> tuple[Any, float]:
+    """Indices with |x| >= thr, and Σ|x| (to check finiteness), in one blocked pass."""
+    xp = array_module(flat)
+    parts, total = [], 0.0
+    for lo, hi in blocks(xp, flat.size):
+        a = work[: hi - lo]
+        xp.abs(flat[lo:hi], out=a)
+        total += float(a.sum())
+        idx = xp.flatnonzero(a >= thr)
+        parts.append(idx + lo if lo else idx)
+    return (xp.concatenate(parts) if parts else xp.zeros(0, np.int64)), total
+
+
+def largest(flat: Any, idx: Any, k: int) -> Any:
+    """The ``k`` entries of ``idx`` with the largest |x| (all of them when fewer)."""
+    xp = array_module(flat)
+    if idx.size <= k:
+        return idx
+    a = xp.abs(flat[idx])
+    return idx[xp.argpartition(a, idx.size - k)[idx.size - k :]]
+
+
+def topk_indices(flat: Any, k: int, gen: Any, work: Any, sample: float = 0.01) -> tuple[Any, float]:
+    """Indices of exactly ``k`` largest |x| (unordered), and Σ|x|.
+
+    A threshold a little below the k-th largest is estimated from a random sample; only
+    the candidates above it are partitioned. When the estimate leaves fewer than k
+    candidates the threshold drops to 0 (every entry is a candidate).
     """
-    xp = array_module(a)
-    d = a.size
-    if k >= d:
-        return xp.arange(d)
-    m = min(d, max(1000, math.ceil(sample * d)))
-    if k == 0 or m == d or 4 * k > d:
-        return xp.argpartition(a, d - k)[d - k :]
-    s = a[gen.integers(0, d, size=m)]
+    xp = array_module(flat)
+    d = flat.size
+    s = sample_abs(flat, gen, sample)
+    m = s.size
     # Aim for ~1.5k candidates plus a few standard deviations of the sample estimate.
-    want = min(m - 1, math.ceil(1.5 * k * m / d + 3 * math.sqrt(k * m / d) + 4))
-    thr = xp.partition(s, m - want)[m - want]
-    cand = xp.flatnonzero(a >= thr)
+    want = min(m, math.ceil(1.5 * k * m / d + 3 * math.sqrt(k * m / d) + 4)) if d else 0
+    thr = float(xp.partition(s, m - want)[m - want]) if 0 < want < m and 4 * k < d else 0.0
+    cand, total = above(flat, thr, work)
     if cand.size < k:
-        return xp.argpartition(a, d - k)[d - k :]
-    vals = a[cand]
-    return cand[xp.argpartition(vals, cand.size - k)[cand.size - k :]]
+        cand, total = above(flat, 0.0, work)
+    return largest(flat, cand, k), total
 
 
 def scatter(out: Any, idx: Any, values: Any) -> Any:

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from hpcopt.backend import array_module
-from hpcopt.encoders.base import Encoder, Payload, check_finite, flat_f32, stochastic_floor
+from hpcopt.encoders.base import Encoder, Payload, flat_f32, stochastic_floor, sum_squares
 from hpcopt.encoders.bitpack import plane_nbytes
 from hpcopt.encoders.qsgd import apply_signs, packed_signs
 from hpcopt.errors import UsageError
@@ -29,10 +29,8 @@ class TernGrad(Encoder):
         self.unbiased = clip == 0
 
     def _scale(self, flat: Any, a: Any) -> float:
-        xp = array_module(flat)
         d = flat.size
-        sq = float(xp.dot(flat, flat)) if d else 0.0
-        check_finite(sq, flat, self.name)
+        sq = sum_squares(flat, self.name)
         top = float(a.max()) if d else 0.0
         if self.clip == 0 or d == 0:
             return top

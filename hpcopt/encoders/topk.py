@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from hpcopt.backend import array_module
-from hpcopt.encoders.base import Encoder, Payload, check_finite, flat_f32
+from hpcopt.encoders.base import BLOCK, Encoder, Payload, check_finite, flat_f32
 from hpcopt.encoders.sparse import check_ratio, count_for, index_dtype, scatter, topk_indices
 
 __all__ = ["TopK"]
@@ -33,11 +33,10 @@ class TopK(Encoder):
         flat = flat_f32(x)
         xp = array_module(flat)
         d = flat.size
-        a = self.work(xp, "abs", d, np.float32)
-        xp.abs(flat, out=a)
-        check_finite(float(a.sum()), flat, self.name)
         k = count_for(self.ratio, d)
-        idx = topk_indices(a, k, self.generator(xp, step))
+        work = self.work(xp, "abs", min(d, BLOCK) if xp is np else d, np.float32)
+        idx, total = topk_indices(flat, k, self.generator(xp, step), work)
+        check_finite(total, flat, self.name)
         if self.delta:
             idx = xp.sort(idx)
         values = self.work(xp, "values", k, np.float32)
