@@ -21,6 +21,7 @@ PYTHON=""
 CREATED=()
 HOLDERS=()
 WORKDIR=""
+LAUNCHER_PID=""
 
 usage() {
     die "usage: ${0##*/} shm|tcp|veth:RATE[:DELAY_US] -- KERNEL [kernel flags]"
@@ -29,13 +30,20 @@ usage() {
 # Remove what this run created: delay holders, namespaces (and so the veth pair), temp folder.
 cleanup() {
     local ns pid
-    for pid in ${HOLDERS[@]+"${HOLDERS[@]}"}; do
+    for pid in $LAUNCHER_PID ${HOLDERS[@]+"${HOLDERS[@]}"}; do
         kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
     done
     for ns in ${CREATED[@]+"${CREATED[@]}"}; do
         ip netns del "$ns" 2>/dev/null || true
     done
     [[ -z $WORKDIR ]] || rm -rf "$WORKDIR"
+}
+
+# Run a launcher in the background and wait, so a signal to this script reaches cleanup now.
+launch() {
+    "$@" &
+    LAUNCHER_PID=$!
+    wait "$LAUNCHER_PID"
 }
 
 # Bits per second in a tc rate such as 1gbit, 2.5gbit or 100mbit (k, m, g, t are powers of 1000).
@@ -164,7 +172,7 @@ run_veth() {
     make_link "$ns_a" "$ns_b" "$rate" "$delay_us"
     write_launcher "$WORKDIR/netns-exec" "$ns_a" "$ns_b"
     export FI_TCP_IFACE=$IFACE
-    ip netns exec "$ns_a" "$mpiexec" -launcher ssh -launcher-exec "$WORKDIR/netns-exec" \
+    launch ip netns exec "$ns_a" "$mpiexec" -launcher ssh -launcher-exec "$WORKDIR/netns-exec" \
         -iface "$IFACE" -hosts "$SUBNET.1,$SUBNET.2" -ppn 1 -n 2 "$@"
 }
 
@@ -186,11 +194,11 @@ main() {
     export PYTHONPATH=$root${PYTHONPATH:+:$PYTHONPATH}
     export MPIEXEC_TIMEOUT=${MPIEXEC_TIMEOUT:-600}
     case $link in
-    shm) "$mpiexec" -n 2 "$python" -m mpi4py "$kernel" "$@" ;;
+    shm) launch "$mpiexec" -n 2 "$python" -m mpi4py "$kernel" "$@" ;;
     tcp | veth:*)
         export MPIR_CVAR_NOLOCAL=1 MPIR_CVAR_CH4_NETMOD=ofi FI_PROVIDER=tcp
         if [[ $link == tcp ]]; then
-            "$mpiexec" -n 2 "$python" -m mpi4py "$kernel" "$@"
+            launch "$mpiexec" -n 2 "$python" -m mpi4py "$kernel" "$@"
         else
             run_veth "${link#veth:}" "$mpiexec" "$python" -m mpi4py "$kernel" "$@"
         fi
