@@ -30,6 +30,7 @@ __all__ = [
     "size_sweep",
     "summarize",
     "time_loop",
+    "whole_items",
 ]
 
 BARRIER_POLICIES = {
@@ -103,6 +104,11 @@ def size_sweep(minbytes: int, maxbytes: int, factor: float) -> list[int]:
             break
         size = max(size + 1, int(size * factor)) if size else 1
     return sizes
+
+
+def whole_items(sizes: Sequence[int], itemsize: int) -> list[int]:
+    """Sizes rounded down to whole elements, without repeats."""
+    return list(dict.fromkeys(size - size % itemsize for size in sizes))
 
 
 def iterations_for(size_bytes: int, cfg: SweepConfig) -> tuple[int, int]:
@@ -216,18 +222,20 @@ def run_sweep(
 ) -> int:
     """Run every case over every size; ``emit`` gets each record on rank 0. Returns wrong total."""
     total_wrong, start = 0, time.monotonic()
-    steps, done = len(cases) * len(cfg.sizes), 0
-    for case in cases:
-        for size in cfg.sizes:
+    plans = [(case, whole_items(cfg.sizes, getattr(case, "itemsize", 1))) for case in cases]
+    steps, done = sum(len(sizes) for _, sizes in plans), 0
+    for case, sizes in plans:
+        for size in sizes:
             fields, arrays = _measure(comm, case, size, cfg)
             total_wrong += fields["wrong"]
             done += 1
             if comm.rank == 0:
                 emit(fields, arrays)
-                if progress and time.monotonic() - start > PROGRESS_AFTER_S:
-                    print(
-                        f"[{case.kernel}] {case.algo} {size} B done ({done}/{steps})",
-                        file=sys.stderr,
-                        flush=True,
-                    )
+            comm.Barrier()  # the record is on disk before any rank can fail at the next size
+            if comm.rank == 0 and progress and time.monotonic() - start > PROGRESS_AFTER_S:
+                print(
+                    f"[{case.kernel}] {case.algo} {size} B done ({done}/{steps})",
+                    file=sys.stderr,
+                    flush=True,
+                )
     return total_wrong

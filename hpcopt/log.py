@@ -182,7 +182,7 @@ def read_log(path: str | Path) -> Log:
     if not path.exists():
         raise LogError(f"{path}: no such file")
     try:
-        with h5py.File(path, "r") as f:
+        with h5py.File(path, "r", locking=False) as f:
             fmt = _scalar(f.attrs.get("format", ""))
             version = _scalar(f.attrs.get("schema_version", -1))
             if fmt != FORMAT:

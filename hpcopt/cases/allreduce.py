@@ -110,6 +110,7 @@ class AllreduceCase:
     ) -> None:
         self.comm, self.algo_, self.dtype, self.backend, self.op = comm, algo, dtype, backend, op
         self.algo = algo.label
+        self.itemsize = np.dtype(dtype).itemsize
         self.record_fields = {"op": op_name(op), "device": backend.device}
 
     def bus_factor(self, ranks: int) -> float:

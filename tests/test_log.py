@@ -1,0 +1,119 @@
+"""HDF5 log: round trip, partial files, merging and refusal of foreign files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from hpcopt.errors import UsageError
+from hpcopt.log import (
+    SCHEMA_VERSION,
+    LogError,
+    LogWriter,
+    check_output_path,
+    merge_logs,
+    partial_path,
+    read_log,
+)
+
+META = {"kernel": "allreduce", "tag": "shm", "ranks": 2, "slurm": {"SLURM_JOB_ID": "7"}}
+
+
+def record(size: int) -> tuple[dict, dict]:
+    fields = {
+        "kernel": "allreduce",
+        "algo": "ring",
+        "encoder": "none",
+        "dtype": "float32",
+        "size_bytes": size,
+        "t_avg_s": 1e-5,
+        "wrong": 0,
+        "checked": True,
+    }
+    return fields, {"times_s": np.full((2, 3), 1e-5), "wire_bytes_per_rank": np.array([4, 4])}
+
+
+def test_round_trip(tmp_path: Path) -> None:
+    writer = LogWriter(tmp_path / "a.h5")
+    writer.start_run(META)
+    for size in (8, 16):
+        writer.append(*record(size))
+    path = writer.close()
+    assert not partial_path(path).exists()
+    log = read_log(path)
+    assert not log.partial and len(log.runs) == 1
+    run = log.runs[0]
+    assert run.meta == META
+    assert [r["size_bytes"] for r in run.records] == [8, 16]
+    assert run.records[0]["checked"] is True
+    assert run.arrays[1]["times_s"].shape == (2, 3)
+    assert log.records()[0]["tag"] == "shm" and log.records()[0]["ranks"] == 2
+
+
+def test_unfinished_run_leaves_readable_partial(tmp_path: Path) -> None:
+    writer = LogWriter(tmp_path / "b.h5")
+    writer.start_run(META)
+    writer.append(*record(8))
+    # Simulate a crash: the writer is never closed; read while it is still open elsewhere.
+    log = read_log(partial_path(tmp_path / "b.h5"))
+    assert log.partial and [r["size_bytes"] for r in log.runs[0].records] == [8]
+
+
+def test_existing_output_is_refused_without_overwrite(tmp_path: Path) -> None:
+    target = tmp_path / "c.h5"
+    target.write_bytes(b"")
+    with pytest.raises(UsageError, match="--overwrite"):
+        check_output_path(target, overwrite=False)
+    check_output_path(target, overwrite=True)
+    partial_path(tmp_path / "d.h5").write_bytes(b"")
+    with pytest.raises(UsageError, match="exists"):
+        check_output_path(tmp_path / "d.h5", overwrite=False)
+
+
+def test_merge_keeps_every_run(tmp_path: Path) -> None:
+    paths = []
+    for i in range(2):
+        writer = LogWriter(tmp_path / f"r{i}.h5")
+        writer.start_run({**META, "tag": f"t{i}"})
+        writer.append(*record(8 * (i + 1)))
+        paths.append(writer.close())
+    merged = read_log(merge_logs(paths, tmp_path / "all.h5"))
+    assert [r.meta["tag"] for r in merged.runs] == ["t0", "t1"]
+
+
+def _h5(path: Path, **attrs: object) -> Path:
+    with h5py.File(path, "w") as f:
+        f.attrs.update(attrs)
+        f.create_group("runs")
+    return path
+
+
+@pytest.mark.parametrize(
+    "make,message",
+    [
+        (lambda p: p.write_text("not hdf5"), "unreadable"),
+        (lambda p: _h5(p, format="other", schema_version=1), "not an hpcopt log"),
+        (lambda p: _h5(p, format="hpcopt-log", schema_version=SCHEMA_VERSION + 1), "newer"),
+        (lambda p: _h5(p, format="hpcopt-log"), "schema version"),
+    ],
+)
+def test_foreign_files_give_one_line_errors(tmp_path: Path, make, message: str) -> None:
+    path = tmp_path / "x.h5"
+    make(path)
+    with pytest.raises(LogError, match=message) as err:
+        read_log(path)
+    assert "\n" not in str(err.value)
+
+
+def test_record_without_required_fields_is_rejected(tmp_path: Path) -> None:
+    path = _h5(tmp_path / "y.h5", format="hpcopt-log", schema_version=1)
+    with h5py.File(path, "a") as f:
+        run = f["runs"].create_group("0000")
+        run.attrs["meta"] = json.dumps(META)
+        run.create_group("records").create_group("000000").attrs["kernel"] = "allreduce"
+    with pytest.raises(LogError, match="missing field"):
+        read_log(path)
