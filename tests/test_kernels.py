@@ -50,7 +50,7 @@ def test_allreduce_kernel_sweeps_every_algorithm(tmp_path: Path, ranks: int) -> 
     assert {r["algo"] for r in records} == set(ALGORITHMS)
     assert sorted({r["size_bytes"] for r in records}) == [0, 16, 64, 256, 1024, 4096]
     assert all(r["wrong"] == 0 and r["checked"] for r in records)
-    ring = [r for r in records if r["algo"] == "ring" and r["size_bytes"] == 4096][0]
+    ring = next(r for r in records if r["algo"] == "ring" and r["size_bytes"] == 4096)
     per_chunk = 4096 // ranks // 8 * 8
     assert ring["wire_bytes"] >= (0 if ranks == 1 else 2 * (ranks - 1) * per_chunk)
     assert len(records) == len(ALGORITHMS) * 6
