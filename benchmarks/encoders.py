@@ -37,7 +37,8 @@ def main() -> None:
     gbs = x.nbytes / 1e9
     print(f"{args.elements} float32 ({x.nbytes / 2**20:.0f} MiB), best of {args.repeat}")
     print(f"copyto {gbs / copy:7.2f} GB/s ({copy * 1e3:.1f} ms)")
-    print(f"{'encoder':26} {'enc GB/s':>9} {'enc ms':>8} {'x copy':>7} {'dec GB/s':>9} {'bits/el':>8}")
+    head = ("encoder", "enc GB/s", "enc ms", "x copy", "dec GB/s", "bits/el")
+    print("{:26} {:>9} {:>8} {:>7} {:>9} {:>8}".format(*head))
     for spec in args.specs:
         enc = get_encoder(spec)
         reps = 1 if spec.startswith("qsgd-elias") else args.repeat
