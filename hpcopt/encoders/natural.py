@@ -16,11 +16,11 @@ _MAG = np.uint32(0x7FFFFFFF)
 _MANT = np.uint32(0x7FFFFF)
 
 
-def random_u32(xp: Any, gen: Any, n: int) -> Any:
-    """``n`` uniform 32-bit integers."""
+def random_bits(xp: Any, gen: Any, n: int) -> Any:
+    """``n`` uint32 whose low 23 bits (at least) are uniform."""
     if xp is np:
         return gen.bit_generator.random_raw((n + 1) // 2).view(np.uint32)[:n]
-    return gen.integers(0, 2**32, size=n, dtype=xp.uint64).astype(xp.uint32)
+    return gen.integers(0, 1 << 23, size=n, dtype=xp.int32).view(xp.uint32)
 
 
 class Natural(Encoder):
@@ -52,7 +52,7 @@ class Natural(Encoder):
         n = hi - lo
         t = self.work(xp, "t", n, np.uint32)
         xp.bitwise_and(flat[lo:hi].view(np.uint32), _MAG, out=t)
-        r = random_u32(xp, gen, n)
+        r = random_bits(xp, gen, n)
         xp.bitwise_and(r, _MANT, out=r)
         xp.add(t, r, out=t)
         xp.right_shift(t, np.uint32(23), out=t)
