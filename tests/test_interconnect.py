@@ -82,7 +82,7 @@ def test_veth_delay(netns: None, tmp_path: Path) -> None:
     """A 2 ms delay adds about 2 ms to the one-way latency, or is refused in one line."""
     done, pid = _run(
         "veth:1gbit:2000", tmp_path / "p2p.h5", "-b", "8", "-e", "8", "--pattern", "pingpong",
-        "-w", "3", "-n", "10",
+        "--barrier", "none", "-w", "3", "-n", "10",
     )  # fmt: skip
     assert not [ns for ns in _namespaces() if ns.startswith(f"hpcopt-{pid}-")]
     if done.returncode == 2 and "install iptables" in done.stderr:
@@ -92,4 +92,5 @@ def test_veth_delay(netns: None, tmp_path: Path) -> None:
     (run,) = read_log(tmp_path / "p2p.h5").runs
     (record,) = run.records
     assert run.meta["tag"] == "veth:1gbit:2000" and record["wrong"] == 0
-    assert 1.9e-3 < record["t_avg_s"] < 5e-3
+    # Without a barrier per iteration both ranks time whole round trips (no barrier skew).
+    assert 1.95e-3 < record["t_avg_s"] < 4e-3
