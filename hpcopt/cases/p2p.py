@@ -21,23 +21,46 @@ def stream_window(size_bytes: int) -> int:
     return max(1, min(WINDOW, WINDOW_BYTES_CAP // max(size_bytes, 1)))
 
 
-class _PingPong:
+class _Staging:
+    """A device buffer and, when MPI cannot take it, the host copy that MPI sees instead."""
+
+    def __init__(self, backend: Backend, shape: tuple[int, ...]) -> None:
+        self.buf = backend.xp.zeros(shape, dtype=np.uint8)
+        self.staged = backend.stage_through_host()
+        self.wire = np.zeros(shape, dtype=np.uint8) if self.staged else self.buf
+
+    def to_wire(self) -> None:
+        if self.staged:
+            self.buf.get(out=self.wire)
+        else:
+            sync(self.buf)
+
+    def from_wire(self) -> None:
+        if self.staged:
+            self.buf.set(self.wire)
+
+
+class _PingPong(_Staging):
     """Rank 0 sends, rank 1 echoes; one sample is half a round trip (one-way latency)."""
 
     def __init__(self, comm: MPI.Comm, backend: Backend, size_bytes: int) -> None:
+        super().__init__(backend, (size_bytes,))
         self.comm, self.count, self.size_bytes = comm, size_bytes, size_bytes
         self.messages_per_call = 2
-        self.buf = backend.xp.zeros(size_bytes, dtype=np.uint8)
 
     def run(self) -> int:
-        comm, buf = self.comm, self.buf
+        comm, wire = self.comm, self.wire
         if comm.rank == 0:
-            comm.Send(buf, 1, 0)
-            comm.Recv(buf, 1, 0)
+            self.to_wire()
+            comm.Send(wire, 1, 0)
+            comm.Recv(wire, 1, 0)
+            self.from_wire()
         else:
-            comm.Recv(buf, 0, 0)
-            comm.Send(buf, 0, 0)
-        return buf.nbytes
+            comm.Recv(wire, 0, 0)
+            self.from_wire()
+            self.to_wire()
+            comm.Send(wire, 0, 0)
+        return wire.nbytes
 
     def sync(self) -> None:
         sync(self.buf)
@@ -48,7 +71,6 @@ class _PingPong:
         expected = to_host(self.buf).copy() if self.comm.rank == 0 else None
         if self.comm.rank == 1:
             self.buf[...] = 0
-        sync(self.buf)
         self.run()
         self.sync()
         if expected is None:
@@ -57,27 +79,30 @@ class _PingPong:
         return {"wrong": count_mismatches(to_host(self.buf), expected)}
 
 
-class _Stream:
+class _Stream(_Staging):
     """Rank 0 keeps a window of sends in flight to rank 1, which acknowledges each window."""
 
     def __init__(self, comm: MPI.Comm, backend: Backend, size_bytes: int) -> None:
+        window = stream_window(size_bytes)
+        super().__init__(backend, (window, size_bytes))
         self.comm, self.count, self.size_bytes = comm, size_bytes, size_bytes
-        self.window = self.messages_per_call = stream_window(size_bytes)
-        self.call_bytes = self.window * size_bytes
-        xp = backend.xp
-        self.buf = xp.zeros((self.window, size_bytes), dtype=np.uint8)
+        self.window = self.messages_per_call = window
+        self.call_bytes = window * size_bytes
         self.ack = np.zeros(1, dtype=np.uint8)
         if comm.rank == 0:
-            self.reqs = [comm.Send_init(self.buf[i], 1, 1) for i in range(self.window)]
+            self.reqs = [comm.Send_init(self.wire[i], 1, 1) for i in range(window)]
         else:
-            self.reqs = [comm.Recv_init(self.buf[i], 0, 1) for i in range(self.window)]
+            self.reqs = [comm.Recv_init(self.wire[i], 0, 1) for i in range(window)]
 
     def run(self) -> int:
+        if self.comm.rank == 0:
+            self.to_wire()
         MPI.Prequest.Startall(self.reqs)
         MPI.Request.Waitall(self.reqs)
         if self.comm.rank == 0:
             self.comm.Recv(self.ack, 1, 2)
             return self.size_bytes * self.window
+        self.from_wire()
         self.comm.Send(self.ack, 0, 2)
         return 0
 
@@ -90,8 +115,8 @@ class _Stream:
             fill_check_data(self.buf[row], row)
         if self.comm.rank == 1:
             self.buf[...] = 0
-        sync(self.buf)
         self.run()
+        self.sync()
         expected = np.empty(self.size_bytes, np.uint8)
         wrong = 0
         for row in range(self.window):
