@@ -20,6 +20,7 @@ __all__ = [
     "main",
     "parse_time",
     "render_slurm",
+    "validate",
 ]
 
 ROOT = Path(__file__).resolve().parent.parent

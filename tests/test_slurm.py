@@ -33,7 +33,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlurmCluster]:
 def _render(cluster: SlurmCluster, out: Path, launcher: str, kernel: str, flags: list[str]) -> Path:
     """Write a batch script with `hpcopt jobs slurm` and return its path."""
     script = out / f"{kernel}.sh"
-    argv = [sys.executable, "-m", "hpcopt.jobs", "slurm", "--nodes", "1"]
+    argv = [sys.executable, "-m", "hpcopt.cli", "jobs", "slurm", "--nodes", "1"]
     argv += ["--ntasks-per-node", "2", "--time", "2:00", "--partition", cluster.partition]
     argv += ["--output-dir", str(out), "--launcher", launcher, "--env", "MPIEXEC_TIMEOUT=60"]
     argv += ["-o", str(script), "--", kernel, *flags, "--tag", f"slurm-{launcher}"]
