@@ -25,7 +25,7 @@ __all__ = [
 
 # Elements per cache-sized block: chains of NumPy passes run block by block so that the
 # intermediates stay in cache instead of streaming through memory once per pass.
-BLOCK = 1 << 16
+BLOCK = 1 << 18
 
 
 class Payload:
