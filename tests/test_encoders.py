@@ -66,6 +66,23 @@ def test_large_round_trip(spec: str) -> None:
                           enc.decode(payload))  # fmt: skip
 
 
+BLOCKED = ["sign", "fp16", "qsgd", "qsgd:levels=127,bucket=64", "natural", "topk", "dgc"]
+
+
+@pytest.mark.parametrize("spec", BLOCKED)
+def test_blocking_does_not_change_results(spec: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Small cache blocks give the same payload as one block (up to the sum's rounding)."""
+    import hpcopt.encoders.base as base
+    import hpcopt.encoders.qsgd as qsgd
+
+    x = big(5003, 8)
+    whole = get_encoder(spec).decode(get_encoder(spec).encode(x, 2))
+    monkeypatch.setattr(base, "BLOCK", 128)
+    monkeypatch.setattr(qsgd, "BLOCK", 128)
+    enc = get_encoder(spec)
+    assert np.allclose(enc.decode(enc.encode(x, 2)), whole, rtol=1e-6, atol=0)
+
+
 @settings(max_examples=25, deadline=None)
 @given(x=vectors)
 def test_exact_and_rounding_encoders(x: np.ndarray) -> None:

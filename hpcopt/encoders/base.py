@@ -122,9 +122,9 @@ def flat_f32(x: Any) -> Any:
     return xp.ascontiguousarray(x, dtype=np.float32).reshape(-1)
 
 
-def blocks(xp: ModuleType, d: int, block: int = BLOCK) -> Iterator[tuple[int, int]]:
-    """(start, stop) of consecutive blocks of ``d`` elements; one block on a GPU."""
-    step = block if xp is np else max(d, 1)
+def blocks(xp: ModuleType, d: int, block: int = 0) -> Iterator[tuple[int, int]]:
+    """(start, stop) of consecutive blocks (default :data:`BLOCK`); one block on a GPU."""
+    step = (block or BLOCK) if xp is np else max(d, 1)
     for lo in range(0, d, step):
         yield lo, min(d, lo + step)
 
