@@ -185,6 +185,13 @@ def run_ef(ck: Checker, d: int) -> None:
     resid = np.zeros(d)
     comm.Allreduce(ef.residual.astype(np.float64), resid)
     ck.check(np.allclose(sent_sum + resid, local, atol=1e-3), f"ef topk d={d} conservation")
+    ef = ErrorFeedback(get_encoder("randomk:ratio=0.1", seed=SEED, rank=comm.rank))
+    sent_sum[...] = 0
+    for step in range(5):
+        res = compressed_allreduce(comm, data(comm.rank, d), ef, method="summable", step=step)
+        sent_sum += res.out
+    comm.Allreduce(ef.residual.astype(np.float64), resid)
+    ck.check(np.allclose(sent_sum + resid, local, atol=1e-3), f"ef randomk d={d} summable")
 
 
 def main() -> int:
