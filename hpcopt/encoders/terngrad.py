@@ -8,9 +8,17 @@ from typing import Any
 import numpy as np
 
 from hpcopt.backend import array_module
-from hpcopt.encoders.base import Encoder, Payload, flat_f32, stochastic_floor, sum_squares
+from hpcopt.encoders.base import (
+    Encoder,
+    Payload,
+    blocks,
+    check_finite,
+    flat_f32,
+    stochastic_floor,
+    sum_squares,
+)
 from hpcopt.encoders.bitpack import plane_nbytes
-from hpcopt.encoders.qsgd import apply_signs, packed_signs
+from hpcopt.encoders.qsgd import apply_signs
 from hpcopt.errors import UsageError
 
 __all__ = ["TernGrad"]
@@ -28,13 +36,22 @@ class TernGrad(Encoder):
         self.clip = clip
         self.unbiased = clip == 0
 
-    def _scale(self, flat: Any, a: Any) -> float:
+    def _scale(self, flat: Any) -> float:
+        """s = max|g|, capped at clip·σ; one blocked pass."""
+        xp = array_module(flat)
         d = flat.size
-        sq = sum_squares(flat, self.name)
-        top = float(a.max()) if d else 0.0
+        sq = total = top = 0.0
+        with np.errstate(over="ignore"):
+            for lo, hi in blocks(xp, d):
+                c = flat[lo:hi]
+                sq += float(xp.dot(c, c))
+                total += float(c.sum())
+                top = max(top, float(c.max()), -float(c.min()))
+        if not check_finite(sq + total, flat, self.name):
+            sq = sum_squares(flat, self.name)
         if self.clip == 0 or d == 0:
             return top
-        mean = float(flat.sum(dtype=np.float64)) / d
+        mean = total / d
         sigma = math.sqrt(max(sq / d - mean * mean, 0.0))
         return min(top, self.clip * sigma) if sigma > 0 else top
 
@@ -42,21 +59,32 @@ class TernGrad(Encoder):
         flat = flat_f32(x)
         xp = array_module(flat)
         d = flat.size
-        a = self.work(xp, "abs", d, np.float32)
-        xp.abs(flat, out=a)
-        s = self._scale(flat, a)
+        s = self._scale(flat)
         scale = self.work(xp, "scale", 1, np.float32)
         scale[0] = s
-        step_bytes = plane_nbytes(d)
-        bits = self.work(xp, "bits", 2 * step_bytes, np.uint8)
+        bits = self.work(xp, "bits", 2 * plane_nbytes(d), np.uint8)
+        gen = self.generator(xp, step)
+        for lo, hi in blocks(xp, d):
+            self._encode_block(flat, lo, hi, s, bits, gen)
+        return Payload((scale, bits), tuple(x.shape), step)
+
+    def _encode_block(self, flat: Any, lo: int, hi: int, s: float, bits: Any, gen: Any) -> None:
+        """Keep element i of lo:hi with probability |g_i|/s; pack signs and keeps."""
+        xp = array_module(flat)
+        n = hi - lo
+        a = self.work(xp, "abs", n, np.float32)
+        xp.abs(flat[lo:hi], out=a)
         if s > 0:
             xp.minimum(a, np.float32(s), out=a)
             xp.multiply(a, np.float32(1.0 / s), out=a)
-        keep = self.work(xp, "keep", d, np.uint8)
-        stochastic_floor(a, self.generator(xp, step), self.work(xp, "u", d, np.float32), keep)
-        packed_signs(flat, bits, self.work(xp, "neg", d, np.bool_))
-        bits[step_bytes:] = xp.packbits(keep)
-        return Payload((scale, bits), tuple(x.shape), step)
+        keep = self.work(xp, "keep", n, np.uint8)
+        stochastic_floor(a, gen, self.work(xp, "u", n, np.float32), keep)
+        at, stop = lo // 8, lo // 8 + plane_nbytes(n)
+        plane = plane_nbytes(flat.size)
+        bits[plane + at : plane + stop] = xp.packbits(keep)
+        neg = self.work(xp, "neg", n, np.bool_)
+        xp.less(flat[lo:hi], np.float32(0), out=neg)
+        bits[at:stop] = xp.packbits(neg)
 
     def decode(self, payload: Payload, out: Any = None) -> Any:
         scale, bits = payload.buffers
