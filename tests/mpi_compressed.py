@@ -15,16 +15,36 @@ import numpy as np
 from mpi4py import MPI
 
 from hpcopt.compressed import compressed_allreduce
-from hpcopt.encoders import ErrorFeedback, get_encoder
+from hpcopt.encoders import Encoder, ErrorFeedback, Payload, get_encoder, register
 
 SPECS = [
     "none", "fp16", "bf16", "qsgd", "qsgd:levels=127,bucket=64", "qsgd-elias", "terngrad",
     "sign", "natural", "topk:ratio=0.1", "topk:ratio=0.1,delta=1", "randomk:ratio=0.25",
-    "randomk:ratio=0.25,scaled=1", "dgc:ratio=0.1", "powersgd:r=2",
+    "randomk:ratio=0.25,scaled=1", "dgc:ratio=0.1", "powersgd:r=2", "fat",
 ]  # fmt: skip
 # Loose sanity bound: ‖out − exact‖ ≤ TOL · Σ‖x_i‖ (the replays are the strict checks).
 TOL = {"none": 1e-6, "fp16": 2e-3, "bf16": 2e-2}
 SEED = 7
+
+
+class Fat(Encoder):
+    """A user encoder with data-dependent size above 8 bytes per element (float64 twice)."""
+
+    name = "fat"
+
+    def encode(self, x: np.ndarray, step: int = 0) -> Payload:
+        wide = x.reshape(-1).astype(np.float64)
+        return Payload((wide, wide.copy()), x.shape, step)
+
+    def decode(self, payload: Payload, out: np.ndarray | None = None) -> np.ndarray:
+        res = (payload.buffers[0] + payload.buffers[1]) / 2
+        return res.astype(np.float32).reshape(payload.shape)
+
+    def layout(self, d: int, nbytes: int) -> list[tuple[np.dtype, int]]:
+        return [(np.dtype(np.float64), d), (np.dtype(np.float64), d)]
+
+
+register("fat", Fat)
 
 
 def data(rank: int, d: int) -> np.ndarray:

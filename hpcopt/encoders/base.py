@@ -17,6 +17,7 @@ __all__ = [
     "Payload",
     "blocks",
     "check_finite",
+    "decode_into",
     "flat_f32",
     "random_u16",
     "stochastic_floor",
@@ -114,6 +115,14 @@ class Encoder:
 
     def __repr__(self) -> str:
         return f"<encoder {self.name}>"
+
+
+def decode_into(encoder: Any, payload: Payload, out: Any) -> Any:
+    """Decode into the 1-D float32 ``out`` even when the encoder returns a new array."""
+    res = encoder.decode(payload, out=out)
+    if not array_module(out).may_share_memory(res, out):
+        out[...] = res.reshape(-1)
+    return out
 
 
 def flat_f32(x: Any) -> Any:

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from hpcopt.backend import array_module
-from hpcopt.encoders.base import Encoder, Payload, flat_f32
+from hpcopt.encoders.base import Encoder, Payload, decode_into, flat_f32
 
 __all__ = ["ErrorFeedback"]
 
@@ -49,7 +49,7 @@ class ErrorFeedback:
             self._p = xp.empty(flat.size, dtype=np.float32)
         xp.add(flat, self.residual, out=self._p)
         payload = self.encoder.encode(self._p.reshape(x.shape), step)
-        self.encoder.decode(payload, out=self.residual)
+        decode_into(self.encoder, payload, self.residual)
         xp.subtract(self._p, self.residual, out=self.residual)
         return payload
 
