@@ -46,6 +46,7 @@ class PowerSGD(Encoder):
         self.r = r
         self._q: dict[tuple[int, int], Any] = {}
         self._shape: tuple[int, ...] = ()
+        self._mat: Any = None
 
     def rank_for(self, m: int, n: int) -> int:
         """The rank actually used for an m×n matrix."""
@@ -55,10 +56,12 @@ class PowerSGD(Encoder):
         flat = flat_f32(x)
         xp = array_module(flat)
         m, n = matrix_shape(tuple(x.shape))
+        sum_squares(flat, self.name)
+        if flat.size == m * n:
+            return flat.reshape(m, n)
         mat = self.work(xp, "m", m * n, np.float32)
         mat[: flat.size] = flat
         mat[flat.size :] = 0
-        sum_squares(flat, self.name)
         return mat.reshape(m, n)
 
     def _warm_q(self, xp: Any, m: int, n: int) -> Any:
@@ -70,9 +73,12 @@ class PowerSGD(Encoder):
         return q
 
     def project(self, x: Any, step: int = 0) -> Any:
-        """Stage 1: keep M (x as a matrix) and return P = MQ (m×r, to be summed)."""
+        """Stage 1: keep M (x as a matrix) and return P = MQ (m×r, to be summed).
+
+        M is a view of ``x`` when no padding is needed: keep x unchanged until reproject.
+        """
         self._shape = tuple(x.shape)
-        mat = self._matrix(x)
+        mat = self._mat = self._matrix(x)
         xp = array_module(mat)
         q = self._warm_q(xp, *mat.shape)
         p = self.work(xp, "p", mat.shape[0] * q.shape[1], np.float32).reshape(-1, q.shape[1])
@@ -83,10 +89,9 @@ class PowerSGD(Encoder):
         """Stage 2: orthonormalize the summed P in place; return Q = MᵀP (n×r, to be summed)."""
         xp = array_module(p)
         p[...] = xp.linalg.qr(p)[0]
-        m, n = matrix_shape(self._shape)
-        mat = self.work(xp, "m", m * n, np.float32).reshape(m, n)
+        n = self._mat.shape[1]
         q = self.work(xp, "q", n * p.shape[1], np.float32).reshape(n, p.shape[1])
-        xp.matmul(mat.T, p, out=q)
+        xp.matmul(self._mat.T, p, out=q)
         return q
 
     def reconstruct(self, q: Any, out: Any = None) -> Any:
@@ -99,11 +104,14 @@ class PowerSGD(Encoder):
 
     def _expand(self, p: Any, q: Any, out: Any, shape: tuple[int, ...]) -> Any:
         xp = array_module(q)
-        d = math.prod(shape)
-        full = self.work(xp, "full", p.shape[0] * q.shape[0], np.float32)
-        xp.matmul(p, q.T, out=full.reshape(p.shape[0], q.shape[0]))
+        d, full = math.prod(shape), p.shape[0] * q.shape[0]
         res = xp.empty(d, dtype=np.float32) if out is None else out.reshape(-1)
-        res[...] = full[:d]
+        if d == full:
+            xp.matmul(p, q.T, out=res.reshape(p.shape[0], q.shape[0]))
+            return res.reshape(shape)
+        tmp = self.work(xp, "full", full, np.float32)
+        xp.matmul(p, q.T, out=tmp.reshape(p.shape[0], q.shape[0]))
+        res[...] = tmp[:d]
         return res.reshape(shape)
 
     def encode(self, x: Any, step: int = 0) -> Payload:
