@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 from mpi4py import MPI
 
@@ -26,9 +26,18 @@ from hpcopt.log import LogWriter
 from hpcopt.meta import collect_meta
 from hpcopt.specs import parse_size
 
-__all__ = ["KernelParser", "common_parser", "run_kernel"]
+__all__ = [
+    "KernelParser",
+    "add_output_flags",
+    "common_parser",
+    "guarded",
+    "open_log",
+    "run_kernel",
+    "validate_collectively",
+]
 
 MakeCases = Callable[[MPI.Comm, argparse.Namespace, Backend], Sequence[Case]]
+T = TypeVar("T")
 
 
 class KernelParser(argparse.ArgumentParser):
@@ -49,8 +58,18 @@ def _factor(text: str) -> float:
         raise UsageError(f"cannot parse step factor {text!r}") from None
 
 
+def add_output_flags(parser: argparse.ArgumentParser) -> None:
+    """-o/--tag/--overwrite/--device/-q: the flags of every kernel, sweeping or not."""
+    add = parser.add_argument
+    add("--device", default="cpu", help="cpu or cuda (default cpu)")
+    add("-o", "--output", default=None, help="HDF5 log (default results/KERNEL-TIME.h5)")
+    add("--tag", default="", help="label of this setup, e.g. the interconnect (shm, ib)")
+    add("--overwrite", action="store_true", help="replace an existing output file")
+    add("-q", "--quiet", action="store_true", help="no progress lines on stderr")
+
+
 def common_parser(kernel: str, description: str | None) -> KernelParser:
-    """The flags every kernel takes (nccl-tests' -b -e -f -w -n -c, plus output)."""
+    """The flags every sweeping kernel takes (nccl-tests' -b -e -f -w -n -c, plus output)."""
     parser = KernelParser(prog=f"kernels/{kernel}.py", description=description)
     add = parser.add_argument
     add("-b", "--minbytes", default="8", help="smallest message size, e.g. 8, 1K (default 8)")
@@ -61,11 +80,7 @@ def common_parser(kernel: str, description: str | None) -> KernelParser:
     add("--fixed-iters", action="store_true", help="do not scale iterations down above 1 MiB")
     add("-c", "--check", default=1, type=int, choices=(0, 1), help="correctness pass (default 1)")
     add("--barrier", default="iter", choices=tuple(BARRIER_POLICIES), help="barrier policy")
-    add("--device", default="cpu", help="cpu or cuda (default cpu)")
-    add("-o", "--output", default=None, help="HDF5 log (default results/KERNEL-TIME.h5)")
-    add("--tag", default="", help="label of this setup, e.g. the interconnect (shm, ib)")
-    add("--overwrite", action="store_true", help="replace an existing output file")
-    add("-q", "--quiet", action="store_true", help="no progress lines on stderr")
+    add_output_flags(parser)
     return parser
 
 
@@ -96,18 +111,19 @@ def _agree(comm: MPI.Comm, error: str | None) -> None:
         raise UsageError(errors[0])
 
 
-def _setup(
-    comm: MPI.Comm, kernel: str, parser: KernelParser, make_cases: MakeCases, argv: Any
-) -> tuple[argparse.Namespace, SweepConfig, Backend, Sequence[Case], LogWriter | None]:
-    error = None
+def validate_collectively(comm: MPI.Comm, check: Callable[[], T]) -> T:
+    """Run ``check`` on every rank; a UsageError on any rank is raised on all of them."""
+    error, result = None, None
     try:
-        args = parser.parse_args(argv)
-        cfg = sweep_config(args)
-        backend = get_backend(args.device)
-        cases = make_cases(comm, args, backend)
+        result = check()
     except UsageError as exc:
         error = str(exc)
     _agree(comm, error)
+    return result  # type: ignore[return-value]
+
+
+def open_log(comm: MPI.Comm, kernel: str, args: argparse.Namespace) -> LogWriter | None:
+    """Rank 0 opens the log (``-o``, ``--overwrite``); every rank learns whether it could."""
     writer, error = None, None
     if comm.rank == 0:
         try:
@@ -116,7 +132,20 @@ def _setup(
         except UsageError as exc:
             error = str(exc)
     _agree(comm, comm.bcast(error, root=0))
-    return args, cfg, backend, cases, writer
+    return writer
+
+
+def _setup(
+    comm: MPI.Comm, kernel: str, parser: KernelParser, make_cases: MakeCases, argv: Any
+) -> tuple[argparse.Namespace, SweepConfig, Backend, Sequence[Case], LogWriter | None]:
+    def check() -> tuple:
+        args = parser.parse_args(argv)
+        cfg = sweep_config(args)
+        backend = get_backend(args.device)
+        return args, cfg, backend, make_cases(comm, args, backend)
+
+    args, cfg, backend, cases = validate_collectively(comm, check)
+    return args, cfg, backend, cases, open_log(comm, kernel, args)
 
 
 def _measure(
@@ -153,6 +182,23 @@ def _measure(
     return wrong
 
 
+def guarded(comm: MPI.Comm, kernel: str, setup: Callable[[], T], body: Callable[[T], int]) -> int:
+    """Exit 2 with one line when ``setup`` finds bad input; abort the job if ``body`` fails."""
+    try:
+        state = setup()
+    except UsageError as exc:
+        if comm.rank == 0:
+            print(f"{kernel}: error: {exc}", file=sys.stderr, flush=True)
+        return 2
+    try:
+        return body(state)
+    except BaseException as exc:
+        print(f"{kernel}: error on rank {comm.rank}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        sys.stderr.flush()
+        comm.Abort(1)
+        raise
+
+
 def run_kernel(
     kernel: str,
     parser: KernelParser,
@@ -161,16 +207,8 @@ def run_kernel(
 ) -> int:
     """Validate, measure, log; returns the exit status (2 bad input, 1 wrong results)."""
     comm = MPI.COMM_WORLD
-    try:
-        args, cfg, backend, cases, writer = _setup(comm, kernel, parser, make_cases, argv)
-    except UsageError as exc:
-        if comm.rank == 0:
-            print(f"{kernel}: error: {exc}", file=sys.stderr, flush=True)
-        return 2
-    try:
-        wrong = _measure(comm, kernel, args, cfg, backend, cases, writer)
-    except BaseException as exc:
-        print(f"{kernel}: error on rank {comm.rank}: {type(exc).__name__}: {exc}", file=sys.stderr)
-        sys.stderr.flush()
-        comm.Abort(1)
-    return 1 if wrong else 0
+
+    def body(state: tuple) -> int:
+        return 1 if _measure(comm, kernel, *state) else 0
+
+    return guarded(comm, kernel, lambda: _setup(comm, kernel, parser, make_cases, argv), body)

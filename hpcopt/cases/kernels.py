@@ -41,6 +41,9 @@ def allreduce_cases(comm: MPI.Comm, args: argparse.Namespace, backend: Backend) 
 def p2p_parser(description: str | None) -> KernelParser:
     """Common flags plus --pattern."""
     parser = common_parser("p2p", description)
+    # A ping-pong is timed back to back (as OSU does): after a barrier the two ranks
+    # leave one link latency apart, which would skew a per-iteration barrier's samples.
+    parser.set_defaults(barrier="none")
     parser.add_argument(
         "--pattern", default="pingpong,stream", help="pingpong, stream or both (default both)"
     )

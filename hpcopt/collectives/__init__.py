@@ -75,7 +75,11 @@ def _positive_int(text: str) -> int:
 register("native", native_in_place)
 register("native-oop", native_out_of_place, out_of_place=True)
 register("ring", ring)
-register("ring-pipelined", ring_pipelined, options={"segment": ("segment_bytes", parse_size)})
+register(
+    "ring-pipelined",
+    ring_pipelined,
+    options={"segment": ("segment_bytes", parse_size), "window": ("window", _positive_int)},
+)
 register("tree", tree)
 register("recursive-doubling", recursive_doubling)
 register("rabenseifner", rabenseifner)

@@ -1,8 +1,11 @@
-"""Ring allreduce with each chunk cut into segments kept in flight (Isend/Irecv).
+"""Pipelined ring allreduce: the buffer is cut into slices that each run their own ring.
 
-While segment k of a reduce-scatter step is reduced, segments k+1... are still
-arriving, and each reduction reads a segment that was just received (still in
-cache), so the local reduction overlaps the communication.
+Every slice is a complete ring allreduce (p-1 reduce-scatter steps, p-1 allgather
+steps) on a segment-sized chunk per rank, with its own tag. All slices are in
+flight at once (Isend/Irecv); whichever receive completes first is reduced and its
+slice moves on. So while one slice is being reduced, the others are on the wire, the
+allgather of early slices overlaps the reduce-scatter of later ones, and each
+reduction reads a segment that has just arrived and is still in cache.
 """
 
 from __future__ import annotations
@@ -12,31 +15,95 @@ from typing import Any
 from mpi4py import MPI
 
 from hpcopt.backend import Scratch, sync
-from hpcopt.collectives._p2p import Reducer, chunk_bounds, reducer, scratch_for, sendrecv
+from hpcopt.collectives._p2p import Reducer, chunk_bounds, reducer, scratch_for
 
-__all__ = ["DEFAULT_SEGMENT_BYTES", "ring_pipelined"]
+__all__ = ["DEFAULT_SEGMENT_BYTES", "DEFAULT_WINDOW", "MAX_SLICES", "ring_pipelined"]
 
-DEFAULT_SEGMENT_BYTES = 256 * 1024
-
-
-def _segments(length: int, seg: int) -> range:
-    return range(0, length, seg)
+DEFAULT_SEGMENT_BYTES = 1 << 20
+DEFAULT_WINDOW = 2
+MAX_SLICES = 4096  # slices use tags 0..MAX_SLICES-1, within every MPI's guaranteed TAG_UB
 
 
-def _pipelined_step(
-    comm: MPI.Comm, out: Any, inc: Any, landing: Any, seg: int, reduce_into: Reducer
-) -> int:
-    """Send ``out`` right while receiving into ``landing`` and reducing into ``inc``."""
-    p, r = comm.size, comm.rank
-    right, left = (r + 1) % p, (r - 1) % p
-    sync(out)
-    recvs = [comm.Irecv(landing[o : o + seg], left, 1) for o in _segments(inc.size, seg)]
-    sends = [comm.Isend(out[o : o + seg], right, 1) for o in _segments(out.size, seg)]
-    for o, req in zip(_segments(inc.size, seg), recvs, strict=True):
-        req.Wait()
-        reduce_into(inc[o : o + seg], landing[o : o + seg])
-    MPI.Request.Waitall(sends)
-    return out.nbytes
+class _Slice:
+    """One slice's chunk views, landing area and position in its ring schedule."""
+
+    __slots__ = ("chunks", "landing", "recv", "send", "step")
+
+    def __init__(self, buf: Any, lo: int, hi: int, p: int, landing: Any) -> None:
+        bounds = chunk_bounds(hi - lo, p)
+        self.chunks = [buf[lo + bounds[i] : lo + bounds[i + 1]] for i in range(p)]
+        self.landing = landing
+        self.step = 0
+        self.send: MPI.Request = MPI.REQUEST_NULL
+        self.recv: MPI.Request = MPI.REQUEST_NULL
+
+
+class _Pipeline:
+    """The event loop over all slices of one call."""
+
+    def __init__(self, comm: MPI.Comm, slices: list[_Slice], reduce_into: Reducer) -> None:
+        self.comm, self.slices, self.reduce_into = comm, slices, reduce_into
+        self.p, self.r = comm.size, comm.rank
+        self.sent = 0
+
+    def post(self, tag: int) -> None:
+        """Start the current step of slice ``tag``: send one chunk right, receive one left."""
+        s, p, r = self.slices[tag], self.p, self.r
+        right, left = (r + 1) % p, (r - 1) % p
+        if s.step < p - 1:
+            out, into = s.chunks[(r - s.step) % p], s.landing
+            into = into[: s.chunks[(r - s.step - 1) % p].size]
+        else:
+            k = s.step - (p - 1)
+            out, into = s.chunks[(r + 1 - k) % p], s.chunks[(r - k) % p]
+        sync(out)
+        s.recv = self.comm.Irecv(into, left, tag)
+        s.send = self.comm.Isend(out, right, tag)
+        self.sent += out.nbytes
+
+    def advance(self, tag: int) -> bool:
+        """Finish slice ``tag``'s step after its receive; True while it has steps left."""
+        s, p, r = self.slices[tag], self.p, self.r
+        if s.step < p - 1:
+            target = s.chunks[(r - s.step - 1) % p]
+            self.reduce_into(target, s.landing[: target.size])
+        s.send.Wait()
+        s.step += 1
+        return s.step < 2 * (p - 1)
+
+    def run(self, window: int) -> int:
+        """Keep ``window`` slices in flight; start the next one whenever one finishes."""
+        count = len(self.slices)
+        started = min(window, count)
+        for tag in range(started):
+            self.post(tag)
+        receives = [s.recv for s in self.slices]
+        finished = 0
+        while finished < count:
+            tag = MPI.Request.Waitany(receives)
+            if self.advance(tag):
+                self.post(tag)
+                receives[tag] = self.slices[tag].recv
+                continue
+            receives[tag] = MPI.REQUEST_NULL
+            finished += 1
+            if started < count:
+                self.post(started)
+                receives[started] = self.slices[started].recv
+                started += 1
+        return self.sent
+
+
+def _slices(buf: Any, p: int, seg: int, scratch: Scratch) -> list[_Slice]:
+    wanted = -(-buf.size // (seg * p))
+    edges = chunk_bounds(buf.size, max(1, min(wanted, MAX_SLICES)))
+    widest = [-(-(edges[i + 1] - edges[i]) // p) for i in range(len(edges) - 1)]
+    tmp = scratch.get("ring-pipelined", sum(widest), buf.dtype)
+    slices, offset = [], 0
+    for i, width in enumerate(widest):
+        slices.append(_Slice(buf, edges[i], edges[i + 1], p, tmp[offset : offset + width]))
+        offset += width
+    return slices
 
 
 def ring_pipelined(
@@ -46,27 +113,15 @@ def ring_pipelined(
     op: MPI.Op = MPI.SUM,
     scratch: Scratch | None = None,
     segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+    window: int = DEFAULT_WINDOW,
 ) -> int:
-    """In-place ring allreduce whose reduce-scatter steps are pipelined by segment."""
-    p, r = comm.size, comm.rank
+    """In-place ring allreduce over slices of ``segment_bytes`` per rank, ``window`` in flight."""
+    p = comm.size
     if p == 1 or buf.size == 0:
         return 0
-    if segment_bytes <= 0:
-        raise ValueError("segment_bytes must be positive")
+    if segment_bytes <= 0 or window <= 0:
+        raise ValueError("segment_bytes and window must be positive")
     seg = max(1, segment_bytes // buf.itemsize)
-    bounds = chunk_bounds(buf.size, p)
-    widest = max(bounds[i + 1] - bounds[i] for i in range(p))
-    tmp = scratch_for(scratch, buf).get("ring-pipelined", widest, buf.dtype)
-    reduce_into = reducer(op, buf)
-
-    def chunk(i: int) -> Any:
-        return buf[bounds[i % p] : bounds[i % p + 1]]
-
-    sent = 0
-    for step in range(p - 1):
-        inc = chunk(r - step - 1)
-        sent += _pipelined_step(comm, chunk(r - step), inc, tmp[: inc.size], seg, reduce_into)
-    right, left = (r + 1) % p, (r - 1) % p
-    for step in range(p - 1):
-        sent += sendrecv(comm, chunk(r + 1 - step), right, chunk(r - step), left)
-    return sent
+    slices = _slices(buf, p, seg, scratch_for(scratch, buf))
+    sync(buf)
+    return _Pipeline(comm, slices, reducer(op, buf)).run(window)
