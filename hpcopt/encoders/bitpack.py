@@ -14,7 +14,15 @@ import numpy as np
 
 from hpcopt.backend import array_module
 
-__all__ = ["pack", "pack_into", "packed_nbytes", "plane_nbytes", "uint_dtype", "unpack"]
+__all__ = [
+    "pack",
+    "pack_into",
+    "packed_nbytes",
+    "plane_nbytes",
+    "uint_dtype",
+    "unpack",
+    "unpack_from",
+]
 
 
 def plane_nbytes(n: int) -> int:
@@ -70,14 +78,19 @@ def pack_into(values: Any, bits: int, out: Any, stride: int, start: int, work: A
 def unpack(buf: Any, bits: int, n: int, out: Any = None) -> Any:
     """Inverse of :func:`pack`: ``n`` unsigned values of ``bits`` bits."""
     _check_bits(bits)
+    return unpack_from(buf, bits, plane_nbytes(n), 0, n, out)
+
+
+def unpack_from(buf: Any, bits: int, stride: int, start: int, n: int, out: Any = None) -> Any:
+    """Values start..start+n from planes ``stride`` bytes apart (start a multiple of 8)."""
     xp = array_module(buf)
-    step = plane_nbytes(n)
     if out is None:
         out = xp.zeros(n, dtype=uint_dtype(bits))
     else:
         out[...] = 0
+    at, stop = start // 8, start // 8 + plane_nbytes(n)
     for b in range(bits):
-        plane = xp.unpackbits(buf[b * step : (b + 1) * step])[:n]
+        plane = xp.unpackbits(buf[b * stride + at : b * stride + stop])[:n]
         if b:
             plane = plane.astype(out.dtype, copy=False) << out.dtype.type(b)
         xp.bitwise_or(out, plane, out=out)

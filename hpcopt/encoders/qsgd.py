@@ -17,7 +17,7 @@ from hpcopt.encoders.base import (
     flat_f32,
     stochastic_floor,
 )
-from hpcopt.encoders.bitpack import pack_into, packed_nbytes, plane_nbytes, uint_dtype, unpack
+from hpcopt.encoders.bitpack import pack_into, packed_nbytes, plane_nbytes, uint_dtype, unpack_from
 from hpcopt.errors import UsageError
 
 __all__ = ["QSGD", "apply_signs", "packed_signs", "variance_factor"]
@@ -92,15 +92,25 @@ class QSGD(Encoder):
         norms, bits = payload.buffers
         xp = array_module(bits)
         res = self.out_array(xp, payload, out)
-        d, nb = res.size, norms.size
-        lev = unpack(bits[packed_nbytes(d, 1) :], self.mag_bits, d)
-        full = self.work(xp, "dec", nb * self.bucket, np.float32)
-        full[:d] = lev
-        full[d:] = 0
-        f2 = full.reshape(nb, self.bucket)
-        xp.multiply(f2, (norms / np.float32(self.levels))[:, None], out=f2)
-        apply_signs(full[:d], bits[: packed_nbytes(d, 1)], res)
+        d = res.size
+        block = max(8, self._block() if xp is np else norms.size * self.bucket)
+        for lo, hi in blocks(xp, d, block):
+            self._decode_block(norms, bits, lo, hi, res)
         return res.reshape(payload.shape)
+
+    def _decode_block(self, norms: Any, bits: Any, lo: int, hi: int, res: Any) -> None:
+        """Decode elements lo:hi (whole buckets) into ``res``."""
+        xp = array_module(bits)
+        n, nb, stride = hi - lo, self._buckets(hi - lo), plane_nbytes(res.size)
+        lev = self.work(xp, "dlev", n, uint_dtype(self.mag_bits))
+        unpack_from(bits[stride:], self.mag_bits, stride, lo, n, lev)
+        full = self.work(xp, "dec", nb * self.bucket, np.float32)
+        full[:n] = lev
+        full[n:] = 0
+        f2 = full.reshape(nb, self.bucket)
+        mine = norms[lo // self.bucket : lo // self.bucket + nb]
+        xp.multiply(f2, (mine / np.float32(self.levels))[:, None], out=f2)
+        apply_signs(full[:n], bits[lo // 8 : lo // 8 + plane_nbytes(n)], res[lo:hi])
 
     def wire_bytes(self, d: int) -> int:
         return 4 * self._buckets(d) + packed_nbytes(d, self.mag_bits + 1)
