@@ -40,7 +40,16 @@ from hpcopt.encoders.base import Payload, decode_into
 from hpcopt.encoders.bf16 import bf16_round, bf16_widen
 from hpcopt.errors import UsageError
 
-__all__ = ["METHODS", "Result", "compressed_allreduce"]
+__all__ = [
+    "METHODS",
+    "Result",
+    "allgather",
+    "compressed_allreduce",
+    "powersgd",
+    "summable",
+    "two_phase",
+    "vote",
+]
 
 METHODS = ("auto", "summable", "allgather", "two-phase", "vote", "powersgd")
 
