@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +42,7 @@ __all__ = [
 FORMAT = "hpcopt-log"
 SCHEMA_VERSION = 1
 REQUIRED_RECORD_FIELDS = ("kernel", "algo", "encoder")
+INT_FIELDS = ("size_bytes", "ranks", "iters", "wire_bytes", "wrong")
 Scalar = str | int | float | bool
 
 
@@ -152,42 +155,94 @@ def _scalar(value: Any) -> Scalar:
     return value
 
 
-def _read_run(name: str, group: Any) -> Run:
+def _fields(where: str, attrs: Any) -> dict[str, Scalar]:
+    """A record's attributes, each a str, int, float or bool."""
+    fields = {}
+    for key, raw in attrs.items():
+        value = _scalar(raw)
+        if not isinstance(value, (str, int, float, bool)):
+            raise LogError(f"{where}: field {key!r} is not a scalar")
+        fields[key] = value
+    missing = [f for f in REQUIRED_RECORD_FIELDS if f not in fields]
+    if missing:
+        raise LogError(f"{where}: missing field(s) {', '.join(missing)}")
+    wrong = [f for f in REQUIRED_RECORD_FIELDS if not isinstance(fields[f], str)]
+    wrong += [f for f in INT_FIELDS if f in fields and type(fields[f]) is not int]
+    if wrong:
+        raise LogError(f"{where}: field(s) {', '.join(wrong)} of the wrong type")
+    return fields
+
+
+def _arrays(where: str, group: Any) -> dict[str, np.ndarray]:
+    import h5py
+
+    arrays = {}
+    for key in group:
+        item = group.get(key)
+        if not isinstance(item, h5py.Dataset) or item.dtype.kind not in "biufcSUO":
+            raise LogError(f"{where}: {key!r} is not a numeric or text dataset")
+        arrays[key] = np.asarray(item[()])
+    return arrays
+
+
+def _read_run(name: str, group: Any, partial: bool = False) -> Run:
+    """One run; in a ``.partial`` log an unfinished last record is left out."""
+    import h5py
+
+    if not isinstance(group, h5py.Group):
+        raise LogError(f"run {name} is not a group")
     try:
-        meta = json.loads(group.attrs["meta"])
+        meta = json.loads(_scalar(group.attrs["meta"]))
     except (KeyError, ValueError, TypeError):
         raise LogError(f"run {name}: missing or unreadable metadata") from None
     if not isinstance(meta, dict):
         raise LogError(f"run {name}: metadata is not an object")
+    if not isinstance(meta.get("tag", ""), str) or type(meta.get("ranks", 0)) is not int:
+        raise LogError(f"run {name}: tag or ranks of the wrong type in metadata")
     run = Run(meta)
     records = group.get("records")
-    if records is None:
+    if not isinstance(records, h5py.Group):
         raise LogError(f"run {name}: no records group")
-    for key in sorted(records):
-        rec = records[key]
-        fields = {k: _scalar(v) for k, v in rec.attrs.items()}
-        missing = [f for f in REQUIRED_RECORD_FIELDS if f not in fields]
-        if missing:
-            raise LogError(f"run {name} record {key}: missing field(s) {', '.join(missing)}")
+    keys = sorted(records)
+    for i, key in enumerate(keys):
+        where = f"run {name} record {key}"
+        try:
+            rec = records.get(key)
+            if not isinstance(rec, h5py.Group):
+                raise LogError(f"{where} is not a group")
+            fields, arrays = _fields(where, rec.attrs), _arrays(where, rec)
+        except LogError:
+            if partial and i == len(keys) - 1:
+                break
+            raise
         run.records.append(fields)
-        run.arrays.append({k: rec[k][()] for k in rec})
+        run.arrays.append(arrays)
     return run
 
 
-def read_log(path: str | Path) -> Log:
-    """Read and validate a log (final or ``.partial``); LogError with one line otherwise."""
+def _open(path: Path) -> Any:
+    """Open read-only, without file locks where HDF5 allows it (a writer may hold them)."""
     import h5py
 
-    path = Path(path)
-    if not path.exists():
-        raise LogError(f"{path}: no such file")
+    # Inside the writer's own process HDF5 insists on matching lock flags.
     try:
-        with h5py.File(path, "r", locking=False) as f:
+        return h5py.File(path, "r", locking=False)
+    except OSError:
+        return h5py.File(path, "r")
+
+
+def _read_checked(path: Path) -> Log:
+    """Read and validate in this process."""
+    import h5py
+
+    partial = path.name.endswith(".partial")
+    try:
+        with _open(path) as f:
             fmt = _scalar(f.attrs.get("format", ""))
             version = _scalar(f.attrs.get("schema_version", -1))
             if fmt != FORMAT:
                 raise LogError(f"{path}: not an hpcopt log (format {fmt!r})")
-            if not isinstance(version, int) or version < 1:
+            if type(version) is not int or version < 1:
                 raise LogError(f"{path}: invalid schema version {version!r}")
             if version > SCHEMA_VERSION:
                 raise LogError(
@@ -195,15 +250,61 @@ def read_log(path: str | Path) -> Log:
                     f"({SCHEMA_VERSION}); upgrade hpcopt"
                 )
             runs_group = f.get("runs")
-            if runs_group is None:
+            if not isinstance(runs_group, h5py.Group):
                 raise LogError(f"{path}: no runs group")
-            runs = [_read_run(name, runs_group[name]) for name in sorted(runs_group)]
-    except LogError:
-        raise
-    except (OSError, KeyError, ValueError, TypeError, RuntimeError) as exc:
+            runs = [_read_run(n, runs_group.get(n), partial) for n in sorted(runs_group)]
+    except LogError as exc:
+        message = str(exc)
+        raise LogError(message if message.startswith(str(path)) else f"{path}: {message}") from None
+    except Exception as exc:  # h5py raises many types for damaged files; all mean "unreadable"
         reason = str(exc).split("\n")[0] or type(exc).__name__
         raise LogError(f"{path}: unreadable log ({reason})") from None
-    return Log(path, runs, path.name.endswith(".partial"))
+    return Log(path, runs, partial)
+
+
+def _may_fork() -> bool:
+    """Fork only where it is safe: POSIX, and not inside an MPI process."""
+    mpi = sys.modules.get("mpi4py.MPI")
+    in_mpi = mpi is not None and mpi.Is_initialized() and not mpi.Is_finalized()
+    return hasattr(os, "fork") and not in_mpi
+
+
+def _read_in_child(path: Path) -> Log:
+    """Read in a forked child: libhdf5 can crash on damaged files, and then only it dies."""
+    rfd, wfd = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(rfd)
+        try:
+            result: tuple[str, Any] = ("ok", _read_checked(path))
+        except LogError as exc:
+            result = ("error", str(exc))
+        except BaseException as exc:
+            result = ("error", f"{path}: unreadable log ({type(exc).__name__})")
+        try:
+            with os.fdopen(wfd, "wb") as out:
+                pickle.dump(result, out, protocol=pickle.HIGHEST_PROTOCOL)
+        finally:
+            os._exit(0)
+    os.close(wfd)
+    with os.fdopen(rfd, "rb") as inp:
+        data = inp.read()
+    _, status = os.waitpid(pid, 0)
+    if not data:
+        how = f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status) else "no result"
+        raise LogError(f"{path}: unreadable log (the HDF5 library failed on it: {how})")
+    kind, payload = pickle.loads(data)
+    if kind == "error":
+        raise LogError(payload)
+    return payload
+
+
+def read_log(path: str | Path) -> Log:
+    """Read and validate a log (final or ``.partial``); LogError with one line otherwise."""
+    path = Path(path)
+    if not path.exists():
+        raise LogError(f"{path}: no such file")
+    return _read_in_child(path) if _may_fork() else _read_checked(path)
 
 
 def merge_logs(sources: Iterable[str | Path], dest: str | Path, *, overwrite: bool = False) -> Path:

@@ -1,0 +1,1 @@
+"""Analysis of hpcopt logs: plots, comparisons across files and α–β–γ cost models."""

@@ -1,0 +1,138 @@
+"""Cost-model fits of a log: Hockney links from p2p, α–β–γ per allreduce algorithm."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from hpcopt.analysis.model import Fit, coefficients, fit_linear, form_for, predict
+from hpcopt.log import Log
+
+__all__ = ["STATS", "LogFits", "fit_log", "records_with_arrays", "sample_time"]
+
+STATS = {
+    "avg": "t_avg_s: mean over ranks of each rank's mean",
+    "p50": "t_p50_s: median over iterations of the slowest rank",
+    "min": "fastest iteration of the slowest rank (from times_s), else t_min_s",
+}
+LINK_KERNELS = ("p2p",)
+MODEL_KERNELS = ("allreduce",)
+
+
+def records_with_arrays(log: Log) -> Iterator[tuple[dict[str, Any], dict[str, np.ndarray]]]:
+    """Every record with its run's tag and ranks filled in, and its arrays."""
+    for run in log.runs:
+        base = {"tag": run.meta.get("tag", ""), "ranks": run.meta.get("ranks")}
+        for rec, arrays in zip(run.records, run.arrays, strict=True):
+            yield {**base, **rec}, arrays
+
+
+def sample_time(rec: dict[str, Any], arrays: dict[str, np.ndarray], stat: str) -> float | None:
+    """The record's time in seconds under ``stat`` (see STATS); None when unusable."""
+    if stat == "min":
+        times = arrays.get("times_s")
+        if isinstance(times, np.ndarray) and times.ndim == 2 and times.size:
+            value = float(times.max(axis=0).min())
+        else:
+            value = rec.get("t_min_s")
+    else:
+        value = rec.get(f"t_{stat}_s")
+    if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        return None
+    return float(value)
+
+
+def _groups(log: Log, kernels: tuple[str, ...], stat: str) -> dict[tuple[str, str], list]:
+    groups: dict[tuple[str, str], list[tuple[int, int, float]]] = defaultdict(list)
+    for rec, arrays in records_with_arrays(log):
+        if rec.get("kernel") not in kernels:
+            continue
+        p, n, t = rec.get("ranks"), rec.get("size_bytes"), sample_time(rec, arrays, stat)
+        if isinstance(p, int) and isinstance(n, int) and p >= 2 and n > 0 and t is not None:
+            groups[(str(rec.get("tag") or ""), str(rec["algo"]))].append((p, n, t))
+    return groups
+
+
+def _label(tag: str, algo: str) -> str:
+    return f"{tag}/{algo}" if tag else algo
+
+
+def fit_gamma(samples: list[tuple[str, int, int, float]], alpha: float, beta: float) -> float:
+    """One γ (s/byte) for (algo, ranks, bytes, seconds) samples with α and β fixed."""
+    num = den = 0.0
+    for algo, p, n, t in samples:
+        a, b, c = coefficients(form_for(algo), p, n)
+        num += c / t * (t - a * alpha - b * beta) / t
+        den += (c / t) ** 2
+    return max(num / den, 0.0) if den > 0 else 0.0
+
+
+@dataclass
+class LogFits:
+    """Fits of one log: links, free per-algorithm fits and predictions from the links."""
+
+    links: list[Fit]
+    algorithms: list[Fit]
+    predictions: list[Fit]
+    stat: str
+
+    def records(self) -> list[dict[str, Any]]:
+        """One JSON-ready record per link, algorithm fit and prediction."""
+        out = []
+        for kind, fits in (("link", self.links), ("fit", self.algorithms)):
+            out += [{"kind": kind, "stat": self.stat, **f.record()} for f in fits]
+        out += [{"kind": "predicted", "stat": self.stat, **f.record()} for f in self.predictions]
+        return out
+
+
+def _link_for(links: dict[tuple[str, str], Fit], tag: str) -> Fit | None:
+    return links.get((tag, "pingpong")) or links.get((tag, "stream"))
+
+
+def fit_log(log: Log, stat: str = "avg", gamma_GBps: float | None = None) -> LogFits:
+    """Fit every p2p link and allreduce algorithm of ``log``; predict from the links."""
+    links = {
+        key: fit_linear(_label(*key), "hockney", pts)
+        for key, pts in sorted(_groups(log, LINK_KERNELS, stat).items())
+        if len({n for _, n, _ in pts}) >= 2
+    }
+    algo_groups = {
+        key: pts
+        for key, pts in sorted(_groups(log, MODEL_KERNELS, stat).items())
+        if len({(p, n) for p, n, _ in pts}) >= 2
+    }
+    algorithms = [
+        fit_linear(_label(*key), form_for(key[1]), pts) for key, pts in algo_groups.items()
+    ]
+    predictions = []
+    for tag in sorted({tag for tag, _ in algo_groups}):
+        link = _link_for(links, tag)
+        if link is None or link.beta_s is None:
+            continue
+        pooled = [(a, *s) for (t, a), pts in algo_groups.items() if t == tag for s in pts]
+        if gamma_GBps is not None:
+            gamma, how = 1 / (gamma_GBps * 1e9), f"gamma given ({gamma_GBps:g} GB/s)"
+        else:
+            gamma = fit_gamma(pooled, link.alpha_s, link.beta_s)
+            how = "gamma fitted to all algorithms with alpha, beta fixed"
+        for (t, algo), pts in algo_groups.items():
+            if t != tag:
+                continue
+            form = form_for(algo)
+            points = [
+                (p, n, s, predict(form, p, n, link.alpha_s, link.beta_s, gamma)) for p, n, s in pts
+            ]
+            note = f"alpha, beta from {link.name}; {how}"
+            has_gamma = gamma if form != "generic" else None
+            ranks = sorted({p for p, *_ in pts})
+            predictions.append(
+                Fit(
+                    _label(t, algo), form, ranks, link.alpha_s, link.beta_s, has_gamma, points, note
+                )
+            )
+    return LogFits(list(links.values()), algorithms, predictions, stat)

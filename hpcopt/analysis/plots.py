@@ -1,0 +1,214 @@
+"""Figures of a log (PNG and SVG, headless): one set per kind of record present."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hpcopt.analysis.fits import records_with_arrays
+from hpcopt.errors import UsageError
+from hpcopt.log import Log
+
+__all__ = ["new_figure", "plot_log", "save", "size_axis"]
+
+Rec = dict[str, Any]
+UNTIMED = ("compress", "train")
+STYLES = ("-", "--", ":", "-.")
+
+
+def new_figure(panels: int = 1) -> tuple[Any, list[Any]]:
+    """A figure with ``panels`` side-by-side axes, drawn without a display."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.4 * panels if panels > 1 else 7.0, 4.4), layout="constrained")
+    axes = fig.subplots(1, panels, squeeze=False)[0]
+    return fig, list(axes)
+
+
+def save(fig: Any, out_dir: Path, name: str) -> list[Path]:
+    """Write ``name.png`` and ``name.svg`` into ``out_dir``; return both paths."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        paths = [out_dir / f"{name}.{ext}" for ext in ("png", "svg")]
+        for path in paths:
+            fig.savefig(path, dpi=100, metadata={"Date": None} if path.suffix == ".svg" else None)
+    except OSError as exc:
+        raise UsageError(f"cannot write plots to {out_dir}: {exc.strerror or exc}") from None
+    return paths
+
+
+def _short_size(n: float) -> str:
+    for unit, scale in (("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)):
+        if n >= scale:
+            return f"{n / scale:g}{unit}"
+    return f"{n:g}"
+
+
+def size_axis(ax: Any, sizes: Sequence[int], label: str = "message size (bytes)") -> None:
+    """Log2 x axis with at most ~8 ticks labelled 8, 1K, 1M, ..."""
+    ticks = sorted({s for s in sizes if s > 0})
+    if not ticks:
+        return
+    ax.set_xscale("log", base=2)
+    stride = max(1, -(-len(ticks) // 8))
+    shown = ticks[::stride]
+    ax.set_xticks(shown, [_short_size(s) for s in shown])
+    ax.minorticks_off()
+    ax.set_xlabel(label)
+
+
+def _title(kernel: str, recs: Sequence[Rec]) -> str:
+    ranks = sorted({str(r.get("ranks")) for r in recs if r.get("ranks") is not None})
+    tags = sorted({str(r.get("tag")) for r in recs if r.get("tag")})
+    return f"{kernel} · {'/'.join(ranks) or '?'} ranks · tag {', '.join(tags) or '-'}"
+
+
+def _series(recs: Sequence[Rec], fields: Sequence[str]) -> dict[str, list[Rec]]:
+    """Records grouped by ``fields``; labels name only the fields that vary."""
+    keys = [tuple(r.get(f) for f in fields) for r in recs]
+    varying = [i for i in range(len(fields)) if len({k[i] for k in keys}) > 1] or [0]
+    groups: dict[str, list[Rec]] = defaultdict(list)
+    for key, rec in zip(keys, recs, strict=True):
+        groups[" ".join(str(key[i]) for i in varying)].append(rec)
+    return groups
+
+
+def _lines(ax: Any, groups: dict[str, list[Rec]], y: Callable[[Rec], float | None]) -> None:
+    for i, (label, recs) in enumerate(groups.items()):
+        pts = sorted((r["size_bytes"], y(r)) for r in recs if y(r) is not None)
+        if pts:
+            xs, ys = zip(*pts, strict=True)
+            ax.plot(xs, ys, STYLES[i // 10 % 4], marker="o", ms=3, label=label)
+
+
+def _scaled(field: str, scale: float = 1.0) -> Callable[[Rec], float | None]:
+    def get(rec: Rec) -> float | None:
+        value = rec.get(field)
+        return value * scale if isinstance(value, (int, float)) and value > 0 else None
+
+    return get
+
+
+def _finish(
+    fig: Any, axes: Sequence[Any], title: str, ylabels: Sequence[str], sizes: Sequence[int]
+) -> None:
+    for ax, ylabel in zip(axes, ylabels, strict=True):
+        size_axis(ax, sizes)
+        ax.set_ylabel(ylabel)
+        ax.grid(True, which="major", alpha=0.3)
+    axes[0].legend(fontsize="small")
+    fig.suptitle(title)
+
+
+def _timed(kernel: str, recs: list[Rec], out: Path) -> list[Path]:
+    groups = _series(recs, ("algo", "encoder", "dtype", "tag", "ranks"))
+    sizes, title, paths = [r["size_bytes"] for r in recs], _title(kernel, recs), []
+    fig, (ax,) = new_figure()
+    _lines(ax, groups, _scaled("t_avg_s", 1e6))
+    ax.set_yscale("log")
+    _finish(fig, [ax], f"time per call: {title}", ["time (µs, mean over ranks)"], sizes)
+    paths += save(fig, out, f"{kernel}_time")
+    fig, (ax,) = new_figure()
+    bw = "algbw_GBps" if kernel == "p2p" else "busbw_GBps"
+    _lines(ax, groups, _scaled(bw))
+    name = "bandwidth" if kernel == "p2p" else "busbw"
+    _finish(fig, [ax], f"{name}: {title}", [f"{name} (GB/s)"], sizes)
+    paths += save(fig, out, f"{kernel}_{name}")
+    fig, axes = new_figure(2)
+
+    def spread(rec: Rec) -> float | None:
+        lo, hi = rec.get("t_min_s"), rec.get("t_max_s")
+        return (
+            (hi - lo) * 1e6
+            if isinstance(lo, (int, float)) and isinstance(hi, (int, float))
+            else None
+        )
+
+    _lines(axes[0], groups, spread)
+    _lines(axes[1], groups, _scaled("t_p99_s", 1e6))
+    axes[1].set_yscale("log")
+    labels = ["max − min of per-rank means (µs)", "p99 of the slowest rank (µs)"]
+    _finish(fig, axes, f"per-rank skew: {title}", labels, sizes)
+    return paths + save(fig, out, f"{kernel}_skew")
+
+
+def _compress(recs: list[Rec], out: Path) -> list[Path]:
+    groups = _series(recs, ("encoder", "tag", "dtype"))
+    sizes, title = [r["size_bytes"] for r in recs], _title("compress", recs)
+    fig, axes = new_figure(2)
+    _lines(axes[0], groups, _scaled("encode_GBps"))
+    _lines(axes[1], groups, _scaled("decode_GBps"))
+    labels = ["encode (GB/s of input)", "decode (GB/s of output)"]
+    _finish(fig, axes, f"encoder throughput: {title}", labels, sizes)
+    paths = save(fig, out, "compress_throughput")
+    fig, axes = new_figure(2)
+    _lines(axes[0], groups, _scaled("compression_ratio"))
+    _lines(axes[1], groups, _scaled("rel_error"))
+    for ax in axes:
+        ax.set_yscale("log")
+    labels = ["compression ratio (input / wire bytes)", "relative error ‖x̂ − x‖/‖x‖"]
+    _finish(fig, axes, f"compression: {title}", labels, sizes)
+    return paths + save(fig, out, "compress_ratio")
+
+
+def _running(values: np.ndarray) -> np.ndarray:
+    """Cumulative totals: kept when already non-decreasing, summed otherwise."""
+    values = np.asarray(values, dtype=float).ravel()
+    return values if np.all(np.diff(values) >= 0) else np.cumsum(values)
+
+
+def _train(items: list[tuple[Rec, dict[str, np.ndarray]]], out: Path) -> list[Path]:
+    recs = [rec for rec, _ in items]
+    labels = _series(recs, ("algo", "encoder", "problem", "tag", "ranks"))
+    label_of = {id(r): label for label, group in labels.items() for r in group}
+    use_subopt = all("subopt" in arrays for _, arrays in items)
+    yname = "suboptimality f(x) − f*" if use_subopt else "objective f(x)"
+    paths = []
+    for xkey, xlabel, name in (
+        ("bits", "bits sent per rank", "bits"),
+        ("time_s", "time (s)", "time"),
+    ):
+        fig, (ax,) = new_figure()
+        for i, (rec, arrays) in enumerate(items):
+            y = arrays.get("subopt" if use_subopt else "objective")
+            x = arrays.get(xkey)
+            if y is None or x is None or np.size(x) != np.size(y) or not np.size(x):
+                continue
+            ax.plot(_running(x), np.ravel(y), STYLES[i // 10 % 4], label=label_of[id(rec)])
+        ax.set_xscale("symlog" if xkey == "bits" else "linear")
+        if use_subopt:
+            ax.set_yscale("log")
+        ax.set(
+            xlabel=xlabel,
+            ylabel=yname,
+            title=f"{yname.split()[0]} vs {name}: {_title('train', recs)}",
+        )
+        ax.grid(True, alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize="small")
+            paths += save(fig, out, f"train_objective_{name}")
+    return paths
+
+
+def plot_log(log: Log, out_dir: Path) -> list[Path]:
+    """Write every figure that the log's records allow; return the files written."""
+    items = list(records_with_arrays(log))
+    by_kernel: dict[str, list[tuple[Rec, dict[str, np.ndarray]]]] = defaultdict(list)
+    for rec, arrays in items:
+        by_kernel[str(rec.get("kernel"))].append((rec, arrays))
+    paths: list[Path] = []
+    for kernel, group in by_kernel.items():
+        sized = [
+            r for r, _ in group if isinstance(r.get("size_bytes"), int) and r["size_bytes"] > 0
+        ]
+        if kernel == "compress" and sized:
+            paths += _compress(sized, out_dir)
+        elif kernel == "train":
+            paths += _train(group, out_dir)
+        elif kernel not in UNTIMED and any(_scaled("t_avg_s")(r) for r in sized):
+            paths += _timed(kernel, sized, out_dir)
+    return paths

@@ -1,0 +1,109 @@
+"""Predictions at any scale from α, β, γ, and where payload encoders start to pay off.
+
+Break-even of an encoder (n input bytes per rank, m wire bytes, encode and decode
+times e and d, p ranks, uncompressed reference: the ring allreduce
+``R(n) = 2(p−1)α + 2(p−1)/p·n·β + (p−1)/p·n·γ``):
+
+* summable payloads (fp16, bf16, random-k with a shared seed, ...) are allreduced
+  with the same ring: ``e + R(m) + d``. Equal when
+  ``β* = (e + d − (p−1)/p·(n−m)·γ) / (2(p−1)/p·(n−m))``.
+* other payloads are allgathered (ring allgather, each rank receives p−1 payloads),
+  then p payloads are decoded and summed: ``e + (p−1)α + (p−1)·m·β + p·d + (p−1)·n·γ``.
+  Equal when ``β* = (e + p·d + (p−1)²/p·n·γ − (p−1)α) / ((p−1)·(2n/p − m))``;
+  the denominator is positive only when n/m > p/2, so past p = 2·ratio ranks
+  compression never pays.
+
+Compression is faster on links slower than ``1/β*`` (reported in GB/s).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from hpcopt.analysis.model import FORMS, lower_bound, predict
+
+__all__ = ["break_even", "break_even_table", "is_summable", "predict_table"]
+
+GB = 1e9
+SCHEMES = ("ring", "recursive-doubling", "tree", "rabenseifner")
+
+
+def predict_table(
+    p: int, sizes: Sequence[int], alpha: float, beta: float, gamma: float
+) -> list[dict[str, Any]]:
+    """Per size: each closed form's seconds at p ranks, the lower bound and the best."""
+    rows = []
+    for n in sizes:
+        row: dict[str, Any] = {"ranks": p, "size_bytes": n}
+        times = {name: predict(FORMS[name], p, n, alpha, beta, gamma) for name in SCHEMES}
+        row.update({f"{name}_s": t for name, t in times.items()})
+        row["lower_bound_s"] = lower_bound(p, n, alpha, beta)
+        row["best"] = min(times, key=times.__getitem__)
+        rows.append(row)
+    return rows
+
+
+def is_summable(rec: dict[str, Any]) -> bool:
+    """Whether an encoder's payloads can be summed by allreduce (else: allgather)."""
+    if isinstance(rec.get("summable"), bool):
+        return rec["summable"]
+    from hpcopt.encoders import get_encoder
+    from hpcopt.errors import UsageError
+
+    try:
+        return bool(get_encoder(str(rec.get("encoder", ""))).summable)
+    except (UsageError, TypeError, ValueError):
+        return False
+
+
+def break_even(
+    p: int, n: float, m: float, enc_s: float, dec_s: float, alpha: float, gamma: float,
+    summable: bool,
+) -> float:  # fmt: skip
+    """β* in s/byte: compression wins on links with β above it (0: always, inf: never)."""
+    if p < 2:
+        return math.inf
+    share = (p - 1) / p
+    if summable:
+        num = enc_s + dec_s - share * (n - m) * gamma
+        den = 2 * share * (n - m)
+    else:
+        num = enc_s + p * dec_s + (p - 1) * share * n * gamma - (p - 1) * alpha
+        den = (p - 1) * (2 * n / p - m)
+    if den <= 0:
+        return math.inf
+    return max(num, 0.0) / den
+
+
+def break_even_table(
+    records: Iterable[dict[str, Any]], p: int, alpha: float, gamma: float
+) -> list[dict[str, Any]]:
+    """Per compress record: the link bandwidth below which the encoder speeds up allreduce."""
+    rows = []
+    for rec in records:
+        n, m = rec.get("size_bytes"), rec.get("wire_bytes")
+        enc, dec = rec.get("encode_GBps"), rec.get("decode_GBps")
+        values = (n, m, enc, dec)
+        if not all(isinstance(v, (int, float)) and v > 0 for v in values):
+            continue
+        summable = is_summable(rec)
+        beta_star = break_even(p, n, m, n / (enc * GB), n / (dec * GB), alpha, gamma, summable)
+        if beta_star == 0:
+            pays_below = math.inf
+        elif math.isinf(beta_star):
+            pays_below = 0.0
+        else:
+            pays_below = 1 / (beta_star * GB)
+        rows.append(
+            {
+                "encoder": rec.get("encoder"),
+                "size_bytes": n,
+                "ranks": p,
+                "ratio": n / m,
+                "scheme": "allreduce" if summable else "allgather",
+                "pays_below_GBps": pays_below,
+            }
+        )
+    return rows
