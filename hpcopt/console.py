@@ -5,12 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-__all__ = ["COLUMNS", "Table", "format_row"]
+__all__ = ["COLUMNS", "COMPRESS_COLUMNS", "Table", "columns_for", "format_row"]
 
 # (header, record field, format); times are printed in microseconds.
-COLUMNS: tuple[tuple[str, str, str], ...] = (
+Column = tuple[str, str, str]
+COLUMNS: tuple[Column, ...] = (
     ("size(B)", "size_bytes", "{:>12d}"),
     ("algo", "algo", "{:<20s}"),
+    ("encoder", "encoder", "{:<12s}"),
     ("iters", "iters", "{:>6d}"),
     ("avg(us)", "t_avg_s", "{:>11.2f}"),
     ("min(us)", "t_min_s", "{:>11.2f}"),
@@ -19,6 +21,19 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("p99(us)", "t_p99_s", "{:>11.2f}"),
     ("algbw(GB/s)", "algbw_GBps", "{:>11.3f}"),
     ("busbw(GB/s)", "busbw_GBps", "{:>11.3f}"),
+    ("wire(B)", "wire_bytes", "{:>11d}"),
+    ("wrong", "wrong", "{:>6d}"),
+)
+COMPRESS_COLUMNS: tuple[Column, ...] = (
+    ("size(B)", "size_bytes", "{:>12d}"),
+    ("encoder", "encoder", "{:<28s}"),
+    ("iters", "iters", "{:>6d}"),
+    ("enc(us)", "t_avg_s", "{:>11.2f}"),
+    ("enc(GB/s)", "encode_GBps", "{:>10.3f}"),
+    ("dec(GB/s)", "decode_GBps", "{:>10.3f}"),
+    ("wire(B)", "wire_bytes", "{:>11d}"),
+    ("ratio", "compression_ratio", "{:>8.1f}"),
+    ("rel_err", "rel_error", "{:>9.2e}"),
     ("wrong", "wrong", "{:>6d}"),
 )
 
@@ -28,10 +43,15 @@ def _width(fmt: str) -> int:
     return int(spec.split(".")[0].rstrip("dfs") or 0)
 
 
-def format_row(fields: dict[str, Any]) -> str:
+def columns_for(kernel: str) -> tuple[Column, ...]:
+    """The columns a kernel's table shows."""
+    return COMPRESS_COLUMNS if kernel == "compress" else COLUMNS
+
+
+def format_row(fields: dict[str, Any], columns: tuple[Column, ...] = COLUMNS) -> str:
     """One record as a table row."""
     cells = []
-    for _, key, fmt in COLUMNS:
+    for _, key, fmt in columns:
         value = fields.get(key)
         if key.startswith("t_") and value is not None:
             value = value * 1e6
@@ -44,6 +64,7 @@ class Table:
 
     def __init__(self, kernel: str) -> None:
         self.kernel = kernel
+        self.columns = columns_for(kernel)
 
     def header(self, meta: dict[str, Any], device: str) -> None:
         print(f"# hpcopt {self.kernel}: {meta['ranks']} ranks on {meta['nodes']} node(s)")
@@ -57,10 +78,10 @@ class Table:
             "# times: avg/min/max over ranks of each rank's mean; p50/p99 over iterations "
             "of the slowest rank"
         )
-        print("# " + " ".join(h.rjust(_width(f)) for h, _, f in COLUMNS), flush=True)
+        print("# " + " ".join(h.rjust(_width(f)) for h, _, f in self.columns), flush=True)
 
     def row(self, fields: dict[str, Any]) -> None:
-        print("  " + format_row(fields), flush=True)
+        print("  " + format_row(fields, self.columns), flush=True)
 
     def footer(self, path: Path, wrong: int) -> None:
         status = "all results correct" if wrong == 0 else f"{wrong} WRONG ELEMENTS"

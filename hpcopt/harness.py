@@ -205,6 +205,9 @@ def _measure(comm: MPI.Comm, case: Case, size: int, cfg: SweepConfig) -> tuple[d
     fields.update(getattr(case, "record_fields", {}))
     fields.update(summarize(all_times, size, case.bus_factor(p)))
     fields.update(_merge_checks(extra))
+    finish = getattr(case, "finish_record", None)
+    if finish is not None:
+        finish(fields)
     return fields, {"times_s": all_times, "wire_bytes_per_rank": all_wire}
 
 

@@ -180,3 +180,88 @@ def _records_in(path: Path) -> int:
         return len(read_log(path).records())
     except Exception:
         return 0
+
+
+COMPRESS = ROOT / "kernels" / "compress.py"
+
+
+def test_compress_kernel_reports_throughput_ratio_and_error(tmp_path: Path) -> None:
+    out = tmp_path / "c.h5"
+    proc = run_mpi(
+        COMPRESS,
+        1,
+        "-b",
+        "64K",
+        "-e",
+        "64K",
+        "--encoder",
+        "sign",
+        "--encoder",
+        "fp16",
+        "--encoder",
+        "topk:ratio=0.01",
+        *QUICK,
+        "-o",
+        str(out),
+    )
+    assert proc.returncode == 0, proc.stderr
+    records = {r["encoder"]: r for r in read_log(out).records()}
+    assert set(records) == {"sign", "fp16", "topk:ratio=0.01"}
+    assert records["sign"]["wire_bytes"] == 65536 // 4 // 8 + 4
+    assert records["fp16"]["compression_ratio"] == 2.0
+    for rec in records.values():
+        assert rec["encode_GBps"] > 0 and rec["decode_GBps"] > 0 and 0 <= rec["rel_error"] < 1
+
+
+@pytest.mark.parametrize("ranks", [1, 3])
+def test_compressed_allreduce_through_the_kernel(tmp_path: Path, ranks: int) -> None:
+    out = tmp_path / "ca.h5"
+    proc = run_mpi(
+        ALLREDUCE,
+        ranks,
+        "-b",
+        "4K",
+        "-e",
+        "4K",
+        "--algo",
+        "ring,tree",
+        "--encoder",
+        "none",
+        "--encoder",
+        "fp16",
+        "--encoder",
+        "topk:ratio=0.1",
+        *QUICK,
+        "-o",
+        str(out),
+    )
+    assert proc.returncode == 0, proc.stderr
+    records = read_log(out).records()
+    labels = {(r["algo"], r["encoder"]) for r in records}
+    assert labels == {
+        ("ring", "none"),
+        ("tree", "none"),
+        ("ring", "fp16"),
+        ("tree", "fp16"),
+        ("allgather", "topk:ratio=0.1"),
+    }
+    exact = [r for r in records if r["encoder"] == "none"]
+    assert all(r["wrong"] == 0 and r["rel_error"] == 0 for r in exact)
+    fp16 = [r for r in records if r["encoder"] == "fp16"]
+    assert all(r["wire_bytes"] <= 2 * 4096 and r["rel_error"] < 1e-3 for r in fp16)
+    assert all("t_encode_s" in r and "t_communicate_s" in r for r in records)
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--encoder", "nope"], "unknown encoder"),
+        (["--ef"], "need --encoder"),
+        (["--encoder", "fp16", "--dtype", "int32"], "float32"),
+        (["--encoder", "powersgd", "--ef"], "powersgd"),
+    ],
+)
+def test_bad_compression_flags(tmp_path: Path, args: list[str], message: str) -> None:
+    proc = run_mpi(ALLREDUCE, 2, *args, "-o", str(tmp_path / "x.h5"), timeout=60)
+    assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
