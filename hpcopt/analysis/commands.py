@@ -59,7 +59,11 @@ def _fit_tables(fits: Any) -> str:
             for r in recs
         ]  # fmt: skip
         out += [f"# {title} (stat {fits.stat})", text_table(head, body)]
-        out += [f"# note {r['name']}: {r['note']}" for r in recs if r["note"]]
+        notes: dict[str, list[str]] = {}
+        for r in recs:
+            if r["note"]:
+                notes.setdefault(r["note"], []).append(r["name"])
+        out += [f"# note ({', '.join(names)}): {note}" for note, names in notes.items()]
         sizes = sorted({(e["ranks"], e["size_bytes"]) for r in recs for e in r["pred_error"]})
         errs = {(r["name"], e["ranks"], e["size_bytes"]): e["rel_error"] for r in recs
                 for e in r["pred_error"]}  # fmt: skip
