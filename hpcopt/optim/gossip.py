@@ -68,7 +68,7 @@ class Gossip:
     def _move(self, own: np.ndarray, sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Send ``own`` to every neighbour and receive theirs into one buffer."""
         room = -(-sizes // 8) * 8  # 8-byte aligned slots keep every buffer view aligned
-        displs = np.concatenate([[0], np.cumsum(room)[:-1]]).astype(np.int64)
+        displs = (np.cumsum(room) - room).astype(np.int64)
         recv = self.scratch.get("recv", int(room.sum()), np.uint8)
         if self.graph is not None:
             self.graph.Neighbor_allgatherv([own, MPI.BYTE], [recv, (sizes, displs), MPI.BYTE])
