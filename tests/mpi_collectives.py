@@ -1,7 +1,7 @@
 """Every allreduce algorithm against MPI_Allreduce, run under mpiexec at any rank count.
 
-Checks each algorithm x dtype x op x count class on COMM_WORLD, COMM_SELF and a
-duplicate of COMM_WORLD, with random data (exact comparison for integers, a
+Checks each algorithm x dtype x count class with SUM (and MAX/MIN on float32 and
+int64) on COMM_WORLD, COMM_SELF and a duplicate of COMM_WORLD, with random data (exact comparison for integers, a
 tolerance for floats) and with the harness's exact-grid data (exact for all
 dtypes). Prints one line on rank 0 and exits nonzero on any mismatch.
 """
@@ -23,8 +23,8 @@ OPS = (("sum", MPI.SUM), ("max", MPI.MAX), ("min", MPI.MIN))
 
 
 def counts(p: int) -> list[int]:
-    """Count classes: 0, 1, fewer than ranks, odd, a power of two, a large odd one."""
-    return sorted({0, 1, max(p - 1, 0), 7, 64, 4099})
+    """Count classes: 0, 1, fewer than ranks, odd, a large odd one."""
+    return sorted({0, 1, max(p - 1, 0), 7, 4099})
 
 
 def run(algo, comm, x, op):
@@ -51,6 +51,8 @@ def check_comm(comm: MPI.Comm, label: str, dtypes=DTYPES, ops=OPS) -> list[str]:
         algo = get_algorithm(spec)
         for dtype in dtypes:
             for op_name, op in ops:
+                if op_name != "sum" and dtype not in ("float32", "int64"):
+                    continue
                 for n in counts(comm.size):
                     rng = np.random.default_rng([n, comm.rank, len(spec)])
                     if np.dtype(dtype).kind == "i":
