@@ -1,0 +1,80 @@
+"""Compressed allreduce on 2 ranks at 16 MiB: time split into encode, communicate, decode.
+
+One kernel run covers every encoder (summable ones through the ring, the others by
+allgather, PowerSGD by its two allreduces), next to the uncompressed ring in the same run.
+
+    python benchmarks/compressed_split.py [--size 16M] [--iters 10] [--ef]
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from hpcopt.encoders import available
+from hpcopt.launch import find_mpiexec, launch_env
+from hpcopt.log import read_log
+
+ROOT = Path(__file__).resolve().parents[1]
+SLOW = {"qsgd-elias"}  # seconds per call at 16 MiB: run it at the end, fewer iterations
+
+
+def run(size: str, iters: int, encoders: list[str], log: Path, ef: bool) -> list[dict]:
+    flags = [f"--encoder={e}" for e in encoders] + (["--ef"] if ef else [])
+    cmd = [
+        find_mpiexec(),
+        "-n",
+        "2",
+        sys.executable,
+        str(ROOT / "kernels" / "allreduce.py"),
+        "--algo",
+        "ring",
+        "-b",
+        size,
+        "-e",
+        size,
+        "-n",
+        str(iters),
+        "-w",
+        "2",
+        "--fixed-iters",
+        "-q",
+        "-o",
+        str(log),
+        *flags,
+    ]
+    subprocess.run(cmd, capture_output=True, text=True, check=True, env=launch_env(1200))
+    return read_log(log).records()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", default="16M")
+    parser.add_argument("--iters", type=int, default=10)
+    parser.add_argument("--ef", action="store_true", help="error feedback on biased encoders")
+    args = parser.parse_args()
+    fast = [e for e in available() if e not in SLOW and not (args.ef and e == "powersgd")]
+    with tempfile.TemporaryDirectory() as tmp:
+        records = run(args.size, args.iters, fast, Path(tmp) / "a.h5", args.ef)
+        records += run(args.size, 2, sorted(SLOW), Path(tmp) / "b.h5", args.ef)
+    base = next(r for r in records if r["encoder"].startswith("none"))["t_avg_s"]
+    print(f"# 2 ranks, {args.size} float32 per rank, ring for summable encoders; ms per call")
+    print(
+        f"{'encoder':<18}{'path':<11}{'total':>9}{'encode':>9}{'comm':>9}{'decode':>9}"
+        f"{'wire(B)':>11}{'rel_err':>9}{'vs none':>9}"
+    )
+    for r in records:
+        print(
+            f"{r['encoder']:<18}{r['algo']:<11}{r['t_avg_s'] * 1e3:>9.2f}"
+            f"{r['t_encode_s'] * 1e3:>9.2f}{r['t_communicate_s'] * 1e3:>9.2f}"
+            f"{r['t_decode_s'] * 1e3:>9.2f}{r['wire_bytes']:>11d}{r['rel_error']:>9.2e}"
+            f"{r['t_avg_s'] / base:>9.2f}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
