@@ -13,7 +13,7 @@ from mpi4py import MPI
 from hpcopt.errors import UsageError
 from hpcopt.meta import collect_meta
 from hpcopt.optim import GOSSIP, Config, get_optimizer, validate
-from hpcopt.optim.run import print_progress, train
+from hpcopt.optim.run import average_model, print_progress, train
 from hpcopt.problems import Problem, get_problem
 from hpcopt.spmd import KernelParser, add_output_flags, guarded, open_log, validate_collectively
 
@@ -64,7 +64,7 @@ def config(args: argparse.Namespace, lr: float) -> Config:
 
 def _setup(comm: MPI.Comm, argv: Sequence[str] | None) -> tuple[Any, ...]:
     def check() -> tuple[argparse.Namespace, Problem, Config]:
-        args = parser(sys.modules[__name__].__doc__).parse_args(argv)
+        args = parser(__doc__).parse_args(argv)
         if args.device != "cpu":
             raise UsageError(f"train runs on the CPU only; --device {args.device} is unsupported")
         if not args.eps > 0 or args.max_iters < 1 or args.eval_every < 1:
@@ -101,6 +101,8 @@ def _body(comm: MPI.Comm, state: tuple[Any, ...]) -> int:
         "local_steps": cfg.local_steps, "method": cfg.method, "allreduce": cfg.allreduce,
         "f_star": ref.f_star, **fields,
     }  # fmt: skip
+    if hasattr(problem, "accuracy"):  # classifiers: held-out accuracy at x̄
+        record["final_accuracy"] = float(problem.accuracy(average_model(opt)))
     if writer is not None:
         writer.start_run(meta)
         writer.append(record, arrays)

@@ -12,7 +12,7 @@ from mpi4py import MPI
 
 from hpcopt.optim.base import PHASES, Optimizer
 
-__all__ = ["ARRAYS", "lower_bound_bits", "print_progress", "train"]
+__all__ = ["ARRAYS", "average_model", "lower_bound_bits", "print_progress", "train"]
 
 ARRAYS = ("iter", "objective", "subopt", "consensus", "bits", "time_s", "t_compute_s",
           "t_encode_s", "t_comm_s", "t_decode_s")  # fmt: skip
@@ -23,18 +23,23 @@ def lower_bound_bits(d: int, eps: float) -> float:
     return d * (math.log2(max(d, 2)) + max(0.0, math.log2(1.0 / eps)))
 
 
+def average_model(opt: Optimizer) -> np.ndarray:
+    """x̄, the mean of the ranks' models (a measurement allreduce unless replicated)."""
+    model = opt.model()
+    if opt.replicated:
+        return model
+    xbar = np.empty_like(model)
+    opt.comm.Allreduce(model, xbar)
+    return xbar / opt.comm.size
+
+
 def _measure(opt: Optimizer, f_star: float | None, wall: float) -> list[float]:
     """[objective, subopt, consensus, bits per rank, messages per rank, wall, *phases].
 
     Measurement only: these reductions are neither counted in bits nor timed.
     """
     comm, p = opt.comm, opt.comm.size
-    model = opt.model()
-    xbar = model
-    if not opt.replicated:
-        xbar = np.empty_like(model)
-        comm.Allreduce(model, xbar)
-        xbar /= p
+    model, xbar = opt.model(), average_model(opt)
     sums = np.array([
         opt.problem.loss_local(xbar), float(np.sum((model - xbar) ** 2)),
         8.0 * opt.ledger.bytes, opt.ledger.messages,
