@@ -47,12 +47,6 @@ class Gossip:
         if exchange == "neighbor":
             self.graph = comm.Create_dist_graph_adjacent(self.peers, self.peers, reorder=False)
 
-    def close(self) -> None:
-        """Free the neighbourhood communicator."""
-        if self.graph is not None:
-            self.graph.Free()
-            self.graph = None
-
     def _sizes(self, own: int) -> np.ndarray:
         """Every neighbour's payload size (8 bytes each way), in peer order."""
         mine = np.array([own], dtype=np.int64)

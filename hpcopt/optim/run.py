@@ -65,6 +65,7 @@ def train(
     """Run until f(x̄) − f* ≤ ε (the loss ≤ ε when f* is unknown) or ``max_iters`` steps."""
     rows = [[0.0, *_measure(opt, f_star, 0.0)]]
     wall, it = 0.0, 0
+    stride = eval_every * max(1, max_iters // (20 * eval_every))  # about 20 progress lines
     reached = rows[0][2] <= eps
     while not reached and it < max_iters:
         t0 = MPI.Wtime()
@@ -76,7 +77,7 @@ def train(
             reached = rows[-1][2] <= eps
             if not math.isfinite(rows[-1][2]):
                 break
-            if progress is not None:
+            if progress is not None and (it % stride == 0 or reached):
                 progress(it, rows[-1])
     table = np.array(rows)
     arrays = {
