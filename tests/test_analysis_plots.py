@@ -21,13 +21,9 @@ EXPECTED = {
 }  # fmt: skip
 
 
-def _every_kind(tmp_path: Path) -> Path:
-    runs = model_runs(["ring", "tree"], [2], noise=0.0) + compress_runs() + train_runs()
-    return write_log(tmp_path / "all.h5", runs)
-
-
 def test_every_kind_gets_its_figures(tmp_path: Path) -> None:
-    paths = plot_log(read_log(_every_kind(tmp_path)), tmp_path / "fig")
+    runs = model_runs(["ring", "tree"], [2], noise=0.0) + compress_runs() + train_runs()
+    paths = plot_log(read_log(write_log(tmp_path / "all.h5", runs)), tmp_path / "fig")
     assert {p.stem for p in paths} == EXPECTED
     assert {p.suffix for p in paths} == {".png", ".svg"} and len(paths) == 2 * len(EXPECTED)
     for path in paths:

@@ -76,27 +76,35 @@ def _fit_tables(fits: Any) -> str:
     return "\n".join(out) if out else "(no p2p or allreduce records with two or more sizes)"
 
 
+def _joined(paths: list[str]) -> Any:
+    """The runs of several logs as one (e.g. a p2p log and an allreduce log)."""
+    from hpcopt.log import Log, read_log
+
+    logs = [read_log(p) for p in paths]
+    return Log(
+        logs[0].path, [run for log in logs for run in log.runs], any(g.partial for g in logs)
+    )
+
+
 def cmd_model_fit(args: argparse.Namespace) -> int:
     """Fit α, β, γ to a log's p2p and allreduce records."""
     from hpcopt.analysis.fits import fit_log
     from hpcopt.analysis.text import to_json
-    from hpcopt.log import read_log
 
     _positive("--gamma", args.gamma)
-    fits = fit_log(read_log(args.file), args.stat, args.gamma)
+    fits = fit_log(_joined(args.files), args.stat, args.gamma)
     print(to_json(fits.records()) if args.format == "json" else _fit_tables(fits))
     return 0
 
 
-def _link_from(path: str, stat: str) -> tuple[float, float, float | None]:
-    """(α s, β s/B, γ s/B or None) from the first p2p link (pingpong preferred) of a log."""
+def _link_from(paths: list[str], stat: str) -> tuple[float, float, float | None]:
+    """(α s, β s/B, γ s/B or None) from the first p2p link (pingpong preferred) of logs."""
     from hpcopt.analysis.fits import fit_log
-    from hpcopt.log import read_log
 
-    fits = fit_log(read_log(path), stat)
+    fits = fit_log(_joined(paths), stat)
     links = sorted(fits.links, key=lambda f: not f.name.endswith("pingpong"))
     if not links or links[0].beta_s is None:
-        raise UsageError(f"{path}: no p2p records to take alpha and beta from; pass --alpha --beta")
+        raise UsageError("no p2p records to take alpha and beta from; pass --alpha --beta")
     gamma = next((f.gamma_s for f in fits.predictions if f.gamma_s), None)
     return links[0].alpha_s, links[0].beta_s, gamma
 
@@ -157,7 +165,7 @@ def cmd_model_predict(args: argparse.Namespace) -> int:
     if not sizes:
         raise UsageError("--sizes is empty")
     rows = predict_table(args.ranks, sizes, alpha, beta, gamma or 0.0)
-    sources = [p for p in (args.source, args.encoders) if p]
+    sources = [*(args.source or []), *(args.encoders or [])]
     even = break_even_table(_compress_records(sources), args.ranks, alpha, gamma or 0.0)
     note = f"alpha {alpha * 1e6:.3g} us, beta {1 / (beta * 1e9):.3g} GB/s, {note}"
     if args.format == "json":
@@ -183,7 +191,7 @@ def add_subparser(sub: Any) -> None:
     model = sub.add_parser("model", help="alpha-beta-gamma cost models: fit and predict")
     msub = model.add_subparsers(dest="model_command", required=True, parser_class=type(model))
     fit = msub.add_parser("fit", help="fit alpha, beta, gamma to a log's p2p and allreduce records")
-    fit.add_argument("file", help="an .h5 log")
+    fit.add_argument("files", nargs="+", help=".h5 logs, fitted together (p2p and allreduce)")
     fit.add_argument("--format", default="table", choices=("table", "json"))
     fit.add_argument("--stat", default="avg", choices=tuple(STATS), help="which time to fit")
     fit.add_argument("--gamma", type=float, help="reduction GB/s for predictions (default: fit)")
@@ -194,8 +202,10 @@ def add_subparser(sub: Any) -> None:
     pred.add_argument("--alpha", type=float, help="latency per message (us)")
     pred.add_argument("--beta", type=float, help="link bandwidth (GB/s)")
     pred.add_argument("--gamma", type=float, help="local reduction throughput (GB/s)")
-    pred.add_argument("--from", dest="source", help="log to fit alpha/beta/gamma from")
-    pred.add_argument("--encoders", help="log with kernel=compress records")
+    pred.add_argument(
+        "--from", dest="source", nargs="+", metavar="FILE", help="logs to fit alpha/beta/gamma from"
+    )
+    pred.add_argument("--encoders", nargs="+", metavar="FILE", help="logs with compress records")
     pred.add_argument("--sizes", default=DEFAULT_PREDICT_SIZES, help="comma list of sizes")
     pred.add_argument("--stat", default="avg", choices=tuple(STATS), help="time used by --from")
     pred.add_argument("--format", default="table", choices=("table", "json"))
