@@ -5,8 +5,9 @@ times e and d, p ranks, uncompressed reference: the ring allreduce
 ``R(n) = 2(p−1)α + 2(p−1)/p·n·β + (p−1)/p·n·γ``):
 
 * summable payloads (fp16, bf16, random-k with a shared seed, ...) are allreduced
-  with the same ring: ``e + R(m) + d``. Equal when
-  ``β* = (e + d − (p−1)/p·(n−m)·γ) / (2(p−1)/p·(n−m))``.
+  with the same ring in k rounds (k = 2 for PowerSGD's P and Q; together m bytes):
+  ``e + R(m) + (k−1)·2(p−1)α + d``. Equal when
+  ``β* = (e + d + (k−1)·2(p−1)α − (p−1)/p·(n−m)·γ) / (2(p−1)/p·(n−m))``.
 * other payloads are allgathered (ring allgather, each rank receives p−1 payloads),
   then p payloads are decoded and summed: ``e + (p−1)α + (p−1)·m·β + p·d + (p−1)·n·γ``.
   Equal when ``β* = (e + p·d + (p−1)²/p·n·γ − (p−1)α) / ((p−1)·(2n/p − m))``;
@@ -24,7 +25,7 @@ from typing import Any
 
 from hpcopt.analysis.model import FORMS, lower_bound, predict
 
-__all__ = ["break_even", "break_even_table", "is_summable", "predict_table"]
+__all__ = ["break_even", "break_even_table", "predict_table", "rounds_of"]
 
 GB = 1e9
 SCHEMES = ("ring", "recursive-doubling", "tree", "rabenseifner")
@@ -45,29 +46,33 @@ def predict_table(
     return rows
 
 
-def is_summable(rec: dict[str, Any]) -> bool:
-    """Whether an encoder's payloads can be summed by allreduce (else: allgather)."""
-    if isinstance(rec.get("summable"), bool):
-        return rec["summable"]
+def rounds_of(rec: dict[str, Any]) -> int:
+    """Allreduce rounds an encoder's payload needs; 0 when it must be allgathered."""
     from hpcopt.encoders import get_encoder
     from hpcopt.errors import UsageError
 
+    if isinstance(rec.get("summable"), bool) and not rec.get("two_stage"):
+        return int(rec["summable"])
     try:
-        return bool(get_encoder(str(rec.get("encoder", ""))).summable)
+        encoder = get_encoder(str(rec.get("encoder", "")))
     except (UsageError, TypeError, ValueError):
-        return False
+        return 0
+    return 2 if getattr(encoder, "two_stage", False) else int(bool(encoder.summable))
 
 
 def break_even(
     p: int, n: float, m: float, enc_s: float, dec_s: float, alpha: float, gamma: float,
-    summable: bool,
+    rounds: int,
 ) -> float:  # fmt: skip
-    """β* in s/byte: compression wins on links with β above it (0: always, inf: never)."""
+    """β* in s/byte: compression wins on links with β above it (0: always, inf: never).
+
+    ``rounds``: allreduces of the payload (0: allgather, then decode and sum p payloads).
+    """
     if p < 2:
         return math.inf
     share = (p - 1) / p
-    if summable:
-        num = enc_s + dec_s - share * (n - m) * gamma
+    if rounds:
+        num = enc_s + dec_s + (rounds - 1) * 2 * (p - 1) * alpha - share * (n - m) * gamma
         den = 2 * share * (n - m)
     else:
         num = enc_s + p * dec_s + (p - 1) * share * n * gamma - (p - 1) * alpha
@@ -88,8 +93,8 @@ def break_even_table(
         values = (n, m, enc, dec)
         if not all(isinstance(v, (int, float)) and v > 0 for v in values):
             continue
-        summable = is_summable(rec)
-        beta_star = break_even(p, n, m, n / (enc * GB), n / (dec * GB), alpha, gamma, summable)
+        rounds = rounds_of(rec)
+        beta_star = break_even(p, n, m, n / (enc * GB), n / (dec * GB), alpha, gamma, rounds)
         if beta_star == 0:
             pays_below = math.inf
         elif math.isinf(beta_star):
@@ -102,7 +107,7 @@ def break_even_table(
                 "size_bytes": n,
                 "ranks": p,
                 "ratio": n / m,
-                "scheme": "allreduce" if summable else "allgather",
+                "scheme": f"allreduce x{rounds}" if rounds else "allgather",
                 "pays_below_GBps": pays_below,
             }
         )
