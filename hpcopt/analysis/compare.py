@@ -162,7 +162,12 @@ def plot_compare(
         size_axis(ax, [r["size_bytes"] for r in mine])
         ax.set_ylabel("time (µs, mean over ranks)")
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize="small")
+        if len(ax.lines) > 8:  # many series: legend to the right of the axes
+            fig.set_size_inches(10.5, 4.8)
+            fig.subplots_adjust(right=0.7)
+            ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        else:
+            ax.legend(fontsize="small")
         ax.set_title(f"{kernel}: {' vs '.join(labels)}")
         paths += save(fig, out_dir, f"compare_{kernel}")
     return paths

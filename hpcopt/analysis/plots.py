@@ -176,7 +176,7 @@ def _train(items: list[tuple[Rec, dict[str, np.ndarray]]], out: Path) -> list[Pa
     yname = "suboptimality f(x) − f*" if use_subopt else "objective f(x)"
     paths = []
     for xkey, xlabel, name in (
-        ("bits", "bits sent per rank", "bits"),
+        ("bits", "bits sent (cumulative)", "bits"),
         ("time_s", "time (s)", "time"),
     ):
         fig, (ax,) = new_figure()
@@ -185,8 +185,10 @@ def _train(items: list[tuple[Rec, dict[str, np.ndarray]]], out: Path) -> list[Pa
             x = arrays.get(xkey)
             if y is None or x is None or np.size(x) != np.size(y) or not np.size(x):
                 continue
-            ax.plot(_running(x), np.ravel(y), STYLES[i // 10 % 4], label=label_of[id(rec)])
-        ax.set_xscale("symlog" if xkey == "bits" else "linear")
+            x, y = _running(x), np.ravel(y).astype(float)
+            keep = x > 0 if xkey == "bits" else np.isfinite(x)
+            ax.plot(x[keep], y[keep], STYLES[i // 10 % 4], label=label_of[id(rec)])
+        ax.set_xscale("log" if xkey == "bits" else "linear")
         if use_subopt:
             ax.set_yscale("log")
         ax.set(
