@@ -192,7 +192,7 @@ def _read_run(name: str, group: Any, partial: bool = False) -> Run:
     if not isinstance(group, h5py.Group):
         raise LogError(f"run {name} is not a group")
     try:
-        meta = json.loads(_scalar(group.attrs["meta"]))
+        meta = json.loads(str(_scalar(group.attrs["meta"])))
     except (KeyError, ValueError, TypeError):
         raise LogError(f"run {name}: missing or unreadable metadata") from None
     if not isinstance(meta, dict):

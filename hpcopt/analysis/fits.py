@@ -34,14 +34,11 @@ def records_with_arrays(log: Log) -> Iterator[tuple[dict[str, Any], dict[str, np
 
 def sample_time(rec: dict[str, Any], arrays: dict[str, np.ndarray], stat: str) -> float | None:
     """The record's time in seconds under ``stat`` (see STATS); None when unusable."""
+    value: Any = rec.get(f"t_{stat}_s")
     if stat == "min":
         times = arrays.get("times_s")
         if isinstance(times, np.ndarray) and times.ndim == 2 and times.size:
             value = float(times.max(axis=0).min())
-        else:
-            value = rec.get("t_min_s")
-    else:
-        value = rec.get(f"t_{stat}_s")
     if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
         return None
     return float(value)

@@ -88,11 +88,11 @@ def break_even_table(
     """Per compress record: the link bandwidth below which the encoder speeds up allreduce."""
     rows = []
     for rec in records:
-        n, m = rec.get("size_bytes"), rec.get("wire_bytes")
-        enc, dec = rec.get("encode_GBps"), rec.get("decode_GBps")
-        values = (n, m, enc, dec)
-        if not all(isinstance(v, (int, float)) and v > 0 for v in values):
+        values = [rec.get(k) for k in ("size_bytes", "wire_bytes", "encode_GBps", "decode_GBps")]
+        nums = [float(v) for v in values if isinstance(v, (int, float)) and v > 0]
+        if len(nums) < len(values):
             continue
+        n, m, enc, dec = nums
         rounds = rounds_of(rec)
         beta_star = break_even(p, n, m, n / (enc * GB), n / (dec * GB), alpha, gamma, rounds)
         if beta_star == 0:
@@ -104,7 +104,7 @@ def break_even_table(
         rows.append(
             {
                 "encoder": rec.get("encoder"),
-                "size_bytes": n,
+                "size_bytes": rec["size_bytes"],
                 "ranks": p,
                 "ratio": n / m,
                 "scheme": f"allreduce x{rounds}" if rounds else "allgather",
