@@ -143,3 +143,14 @@ def test_model_cli_errors_are_one_line(args: list[str], message: str, capsys) ->
     assert main(args) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def test_fit_joins_separate_p2p_and_allreduce_logs(tmp_path: Path, capsys) -> None:
+    runs = model_runs(["ring"], [2], noise=0.0)
+    p2p = write_log(tmp_path / "p2p.h5", runs[:1])
+    allreduce = write_log(tmp_path / "ar.h5", runs[1:])
+    assert (
+        main(["model", "fit", str(p2p), str(allreduce), "--stat", "min", "--format", "json"]) == 0
+    )
+    kinds = {r["kind"] for r in json.loads(capsys.readouterr().out)}
+    assert kinds == {"link", "fit", "predicted"}
