@@ -82,6 +82,14 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_merge(args: argparse.Namespace) -> int:
+    """Copy the runs of several logs into one new log."""
+    from hpcopt.log import merge_logs
+
+    print(merge_logs(args.inputs, args.output, overwrite=args.overwrite))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with every subcommand."""
     parser = _Parser(prog="hpcopt", description=__doc__)
@@ -101,6 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--format", default="table", choices=("table", "json", "csv"))
     report.add_argument("--plot", metavar="DIR", help="also write PNG and SVG figures to DIR")
     report.set_defaults(func=cmd_report)
+
+    merge = sub.add_parser("merge", help="copy the runs of several logs into one")
+    merge.add_argument("output", help="the new log")
+    merge.add_argument("inputs", nargs="+", help="logs to copy, in order")
+    merge.add_argument("--overwrite", action="store_true")
+    merge.set_defaults(func=cmd_merge)
 
     for name in PLUGIN_MODULES:
         try:

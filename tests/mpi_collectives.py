@@ -1,9 +1,9 @@
 """Every allreduce algorithm against MPI_Allreduce, run under mpiexec at any rank count.
 
 Checks each algorithm x dtype x count class with SUM (and MAX/MIN on float32 and
-int64) on COMM_WORLD, COMM_SELF and a duplicate of COMM_WORLD, with random data (exact comparison for integers, a
-tolerance for floats) and with the harness's exact-grid data (exact for all
-dtypes). Prints one line on rank 0 and exits nonzero on any mismatch.
+int64) on COMM_WORLD, COMM_SELF and a duplicate of COMM_WORLD, with random data
+(exact comparison for integers, a tolerance for floats) and with the harness's
+exact-grid data (exact for all dtypes). Prints one line on rank 0 and exits nonzero on any mismatch.
 """
 
 from __future__ import annotations

@@ -115,3 +115,12 @@ def test_suite_runs_the_default_kernels_into_one_log(tmp_path: Path) -> None:
     assert not any(p.name.startswith(".") for p in tmp_path.iterdir()), "parts cleaned up"
     again = hpcopt("suite", "-e", "64K", "-o", str(out))
     assert again.returncode == 2 and "--overwrite" in again.stderr
+
+
+def test_merge_joins_runs(tmp_path: Path, capsys) -> None:
+    a, b = small_log(tmp_path / "a.h5"), small_log(tmp_path / "b.h5")
+    assert main(["merge", str(tmp_path / "ab.h5"), str(a), str(b)]) == 0
+    capsys.readouterr()
+    assert main(["report", str(tmp_path / "ab.h5"), "--format", "json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)) == 4
+    assert main(["merge", str(tmp_path / "ab.h5"), str(a)]) == 2
