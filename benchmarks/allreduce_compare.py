@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ALGOS = "native,native-oop,ring,ring-pipelined,tree,recursive-doubling,rabenseifner,hierarchical"
 
 
-def kernel(log: Path, size: int, iters: int) -> dict[str, dict]:
+def kernel(log: Path, size: int, iters: int, algos: str) -> dict[str, dict]:
     cmd = [
         find_mpiexec(),
         "-n",
@@ -35,7 +35,7 @@ def kernel(log: Path, size: int, iters: int) -> dict[str, dict]:
         sys.executable,
         str(ROOT / "kernels" / "allreduce.py"),
         "--algo",
-        ALGOS,
+        algos,
         "-b",
         str(size),
         "-e",
@@ -71,13 +71,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--size", default="16M")
+    parser.add_argument("--algos", default=ALGOS, help="comma list (options after ':' use ';')")
     args = parser.parse_args()
     size = parse_size(args.size)
     big, small = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.rounds):
-            big.append(kernel(Path(tmp) / f"b{i}.h5", size, 30))
-            small.append(kernel(Path(tmp) / f"s{i}.h5", 8, 2000))
+            big.append(kernel(Path(tmp) / f"b{i}.h5", size, 30, args.algos))
+            small.append(kernel(Path(tmp) / f"s{i}.h5", 8, 2000, args.algos))
     copy = copy_bandwidth(size)
     names = list(big[0])
     busbw = {a: statistics.median(r[a]["busbw_GBps"] for r in big) for a in names}

@@ -29,6 +29,7 @@ __all__ = [
 ]
 
 DEVICES = ("cpu", "cuda")
+MAX_PLANS = 8
 
 
 def cupy_or_none() -> ModuleType | None:
@@ -101,11 +102,12 @@ class Scratch:
     exists with enough room; the first call (a warm-up) allocates.
     """
 
-    __slots__ = ("_arrays", "xp")
+    __slots__ = ("_arrays", "_plans", "xp")
 
     def __init__(self, xp: ModuleType = np) -> None:
         self.xp = xp
         self._arrays: dict[str, Any] = {}
+        self._plans: dict[tuple, Any] = {}
 
     def get(self, key: str, n: int, dtype: Any) -> Any:
         arr = self._arrays.get(key)
@@ -113,6 +115,19 @@ class Scratch:
             arr = self.xp.empty(max(n, 1), dtype=dtype)
             self._arrays[key] = arr
         return arr[:n]
+
+    def plan(self, key: tuple, build: Any) -> Any:
+        """A per-buffer schedule (views, offsets) built once by ``build()`` and then reused.
+
+        Only the most recent few are kept, so callers that pass a new view every call
+        do not pile up schedules.
+        """
+        found = self._plans.get(key)
+        if found is None:
+            if len(self._plans) >= MAX_PLANS:
+                del self._plans[next(iter(self._plans))]
+            found = self._plans[key] = build()
+        return found
 
     def nbytes(self) -> int:
         return sum(a.nbytes for a in self._arrays.values())

@@ -68,3 +68,15 @@ def test_single_rank_is_identity_and_sends_nothing(name: str) -> None:
     sent = algo.run(MPI.COMM_SELF, x, op=MPI.SUM, scratch=Scratch(), **kwargs)
     assert sent == 0
     np.testing.assert_array_equal(out if algo.out_of_place else x, np.arange(5.0))
+
+
+def test_cached_schedules_are_bounded_and_reused() -> None:
+    from hpcopt.backend import MAX_PLANS
+
+    scratch = Scratch()
+    built = []
+    for i in range(3 * MAX_PLANS):
+        scratch.plan(("k", i), lambda i=i: built.append(i) or i)
+    assert len(scratch._plans) == MAX_PLANS
+    assert scratch.plan(("k", 3 * MAX_PLANS - 1), lambda: built.append(-1)) == 3 * MAX_PLANS - 1
+    assert -1 not in built

@@ -9,7 +9,16 @@ from mpi4py import MPI
 
 from hpcopt.backend import Scratch, array_module, sync
 
-__all__ = ["Reducer", "chunk_bounds", "recv", "reducer", "scratch_for", "send", "sendrecv"]
+__all__ = [
+    "Reducer",
+    "buffer_key",
+    "chunk_bounds",
+    "recv",
+    "reducer",
+    "scratch_for",
+    "send",
+    "sendrecv",
+]
 
 Reducer = Callable[[Any, Any], None]
 
@@ -41,6 +50,15 @@ def reducer(op: MPI.Op, like: Any) -> Reducer:
         ufunc(dst, src, out=dst)
 
     return reduce_into
+
+
+def buffer_key(comm: MPI.Comm, buf: Any, op: MPI.Op) -> tuple:
+    """Identity of (communicator, buffer, op) for cached schedules.
+
+    A schedule built for the key holds references to all three, so none of the ids can
+    be reused by another object while the schedule is cached.
+    """
+    return (id(comm), id(buf), id(op))
 
 
 def chunk_bounds(count: int, parts: int) -> list[int]:

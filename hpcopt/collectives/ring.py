@@ -2,14 +2,39 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from mpi4py import MPI
 
-from hpcopt.backend import Scratch
-from hpcopt.collectives._p2p import chunk_bounds, reducer, scratch_for, sendrecv
+from hpcopt.backend import Scratch, is_device_array
+from hpcopt.collectives._p2p import Reducer, buffer_key, chunk_bounds, reducer, scratch_for, sync
 
 __all__ = ["ring"]
+
+
+class _RingPlan(NamedTuple):
+    """The views every step uses, built once per buffer: (send, receive, reduce target)."""
+
+    reduce_scatter: list[tuple[Any, Any, Any]]
+    allgather: list[tuple[Any, Any]]
+    reduce_into: Reducer
+    device: bool
+    keep: tuple  # the communicator, buffer and op whose ids key this plan
+
+
+def _plan(comm: MPI.Comm, buf: Any, op: MPI.Op, scratch: Scratch) -> _RingPlan:
+    p, r = comm.size, comm.rank
+    bounds = chunk_bounds(buf.size, p)
+    widest = max(bounds[i + 1] - bounds[i] for i in range(p))
+    tmp = scratch.get("ring", widest, buf.dtype)
+
+    def chunk(i: int) -> Any:
+        return buf[bounds[i % p] : bounds[i % p + 1]]
+
+    steps = range(p - 1)
+    rs = [(chunk(r - s), tmp[: chunk(r - s - 1).size], chunk(r - s - 1)) for s in steps]
+    ag = [(chunk(r + 1 - s), chunk(r - s)) for s in steps]
+    return _RingPlan(rs, ag, reducer(op, buf), is_device_array(buf), (comm, buf, op))
 
 
 def ring(comm: MPI.Comm, buf: Any, *, op: MPI.Op = MPI.SUM, scratch: Scratch | None = None) -> int:
@@ -17,21 +42,19 @@ def ring(comm: MPI.Comm, buf: Any, *, op: MPI.Op = MPI.SUM, scratch: Scratch | N
     p, r = comm.size, comm.rank
     if p == 1 or buf.size == 0:
         return 0
-    bounds = chunk_bounds(buf.size, p)
-    widest = max(bounds[i + 1] - bounds[i] for i in range(p))
-    tmp = scratch_for(scratch, buf).get("ring", widest, buf.dtype)
-    reduce_into = reducer(op, buf)
+    scratch = scratch_for(scratch, buf)
+    plan = scratch.plan(("ring", *buffer_key(comm, buf, op)), lambda: _plan(comm, buf, op, scratch))
     right, left = (r + 1) % p, (r - 1) % p
-
-    def chunk(i: int) -> Any:
-        return buf[bounds[i % p] : bounds[i % p + 1]]
-
-    sent = 0
-    for step in range(p - 1):
-        incoming = chunk(r - step - 1)
-        landing = tmp[: incoming.size]
-        sent += sendrecv(comm, chunk(r - step), right, landing, left)
-        reduce_into(incoming, landing)
-    for step in range(p - 1):
-        sent += sendrecv(comm, chunk(r + 1 - step), right, chunk(r - step), left)
+    sendrecv, sent = comm.Sendrecv, 0
+    for out, landing, target in plan.reduce_scatter:
+        if plan.device:
+            sync(out)
+        sendrecv(out, right, 0, landing, left, 0)
+        plan.reduce_into(target, landing)
+        sent += out.nbytes
+    for out, into in plan.allgather:
+        if plan.device:
+            sync(out)
+        sendrecv(out, right, 0, into, left, 0)
+        sent += out.nbytes
     return sent

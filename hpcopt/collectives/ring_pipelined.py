@@ -15,7 +15,7 @@ from typing import Any
 from mpi4py import MPI
 
 from hpcopt.backend import Scratch, sync
-from hpcopt.collectives._p2p import Reducer, chunk_bounds, reducer, scratch_for
+from hpcopt.collectives._p2p import buffer_key, chunk_bounds, reducer, scratch_for
 
 __all__ = ["DEFAULT_SEGMENT_BYTES", "DEFAULT_WINDOW", "MAX_SLICES", "ring_pipelined"]
 
@@ -41,9 +41,10 @@ class _Slice:
 class _Pipeline:
     """The event loop over all slices of one call."""
 
-    def __init__(self, comm: MPI.Comm, slices: list[_Slice], reduce_into: Reducer) -> None:
-        self.comm, self.slices, self.reduce_into = comm, slices, reduce_into
+    def __init__(self, comm: MPI.Comm, slices: list[_Slice], op: MPI.Op, buf: Any) -> None:
+        self.comm, self.slices, self.reduce_into = comm, slices, reducer(op, buf)
         self.p, self.r = comm.size, comm.rank
+        self.keep = (comm, buf, op)  # the objects whose ids key this cached pipeline
         self.sent = 0
 
     def post(self, tag: int) -> None:
@@ -74,6 +75,8 @@ class _Pipeline:
     def run(self, window: int) -> int:
         """Keep ``window`` slices in flight; start the next one whenever one finishes."""
         count = len(self.slices)
+        for s in self.slices:
+            s.step = 0
         started = min(window, count)
         for tag in range(started):
             self.post(tag)
@@ -122,6 +125,9 @@ def ring_pipelined(
     if segment_bytes <= 0 or window <= 0:
         raise ValueError("segment_bytes and window must be positive")
     seg = max(1, segment_bytes // buf.itemsize)
-    slices = _slices(buf, p, seg, scratch_for(scratch, buf))
+    scratch = scratch_for(scratch, buf)
+    key = ("ring-pipelined", seg, *buffer_key(comm, buf, op))
+    pipeline = scratch.plan(key, lambda: _Pipeline(comm, _slices(buf, p, seg, scratch), op, buf))
     sync(buf)
-    return _Pipeline(comm, slices, reducer(op, buf)).run(window)
+    pipeline.sent = 0
+    return pipeline.run(window)
