@@ -17,7 +17,12 @@ from hpcopt.backend import Scratch
 from hpcopt.cases.allreduce import fill_check_data
 from hpcopt.collectives import ALGORITHMS, get_algorithm
 
-EXTRA_SPECS = ("ring-pipelined:segment=24", "hierarchical:ppn=2", "hierarchical:ppn=3")
+EXTRA_SPECS = (
+    "ring-pipelined:segment=256",
+    "ring-pipelined:segment=24,window=64",
+    "hierarchical:ppn=2",
+    "hierarchical:ppn=3",
+)
 DTYPES = ("float32", "float64", "int32", "int64")
 OPS = (("sum", MPI.SUM), ("max", MPI.MAX), ("min", MPI.MIN))
 
