@@ -1,9 +1,10 @@
 """Does hpcopt's harness agree with an independent C loop on the same MPI library?
 
-Builds benchmarks/c/allreduce_loop.c with the installed MPI's mpicc, then runs it and
-``kernels/allreduce.py --algo native`` alternately for several rounds on 2 ranks (same
-method: MPI_THREAD_MULTIPLE, a barrier before each timed iteration, per-rank means
-averaged over ranks) and prints the per-size medians side by side.
+Builds benchmarks/c/allreduce_loop.c with the installed MPI's mpicc, then, size by size,
+runs it and ``kernels/allreduce.py --algo native`` alternately for several rounds on 2
+ranks (same method: MPI_THREAD_MULTIPLE, a barrier before each timed iteration, per-rank
+means averaged over ranks) and prints the per-size medians side by side. Alternating at
+each size keeps the machine's drift out of the comparison.
 
     python benchmarks/harness_truth.py [--rounds 5] [--iters 200] [--maxbytes 16777216]
 """
@@ -31,14 +32,14 @@ def build(workdir: Path) -> Path:
     return exe
 
 
-def run_c(exe: Path, args: argparse.Namespace) -> dict[int, float]:
+def run_c(exe: Path, args: argparse.Namespace, size: int) -> dict[int, float]:
     cmd = [
         find_mpiexec(),
         "-n",
         "2",
         str(exe),
-        "8",
-        str(args.maxbytes),
+        str(size),
+        str(size),
         str(args.iters),
         str(args.warmup),
     ]
@@ -47,8 +48,8 @@ def run_c(exe: Path, args: argparse.Namespace) -> dict[int, float]:
     return {int(size): float(us) for size, us in rows}
 
 
-def run_py(workdir: Path, args: argparse.Namespace, round_no: int) -> dict[int, float]:
-    log = workdir / f"py{round_no}.h5"
+def run_py(workdir: Path, args: argparse.Namespace, size: int) -> dict[int, float]:
+    log = workdir / f"py{size}.h5"
     cmd = [
         find_mpiexec(),
         "-n",
@@ -58,9 +59,10 @@ def run_py(workdir: Path, args: argparse.Namespace, round_no: int) -> dict[int, 
         "--algo",
         "native",
         "-b",
-        "8",
+        str(size),
         "-e",
-        str(args.maxbytes),
+        str(size),
+        "--overwrite",
         "-n",
         str(args.iters),
         "-w",
@@ -90,24 +92,26 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--maxbytes", type=int, default=16 << 20)
     args = parser.parse_args()
+    sizes = [8 << i for i in range(args.maxbytes.bit_length()) if 8 << i <= args.maxbytes]
+    print(
+        f"# 2 ranks, native in-place Allreduce float32, median of {args.rounds} rounds "
+        "alternating C and hpcopt at each size"
+    )
+    print(f"{'size(B)':>10} {'C(us)':>10} {'hpcopt(us)':>11} {'diff(us)':>9} {'ratio':>6}  verdict")
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         exe = build(workdir)
-        c_runs, py_runs = [], []
-        for round_no in range(args.rounds):
-            c_runs.append(run_c(exe, args))
-            py_runs.append(run_py(workdir, args, round_no))
-    print(
-        f"# 2 ranks, native in-place Allreduce float32, median of {args.rounds} alternating rounds"
-    )
-    print(f"{'size(B)':>10} {'C(us)':>10} {'hpcopt(us)':>11} {'diff(us)':>9} {'ratio':>6}  verdict")
-    for size in sorted(c_runs[0]):
-        c_us = statistics.median(run[size] for run in c_runs)
-        py_us = statistics.median(run[size] for run in py_runs)
-        print(
-            f"{size:>10} {c_us:>10.2f} {py_us:>11.2f} {py_us - c_us:>9.2f} "
-            f"{py_us / c_us:>6.3f}  {verdict(size, c_us, py_us)}"
-        )
+        for size in sizes:
+            c_us, py_us = [], []
+            for _ in range(args.rounds):
+                c_us.append(run_c(exe, args, size)[size])
+                py_us.append(run_py(workdir, args, size)[size])
+            c_med, py_med = statistics.median(c_us), statistics.median(py_us)
+            print(
+                f"{size:>10} {c_med:>10.2f} {py_med:>11.2f} {py_med - c_med:>9.2f} "
+                f"{py_med / c_med:>6.3f}  {verdict(size, c_med, py_med)}",
+                flush=True,
+            )
     return 0
 
 

@@ -17,8 +17,10 @@ import numpy as np
 from hpcopt.errors import UsageError
 
 __all__ = [
+    "ALIGN_BYTES",
     "Backend",
     "Scratch",
+    "aligned_full",
     "array_module",
     "cuda_aware_mpi",
     "cupy_or_none",
@@ -49,7 +51,7 @@ def cupy_or_none() -> ModuleType | None:
 
 def is_device_array(x: Any) -> bool:
     """True for arrays that live in GPU memory (CuPy and friends)."""
-    return hasattr(x, "__cuda_array_interface__") and not isinstance(x, np.ndarray)
+    return not isinstance(x, np.ndarray) and hasattr(x, "__cuda_array_interface__")
 
 
 def array_module(x: Any) -> ModuleType:
@@ -93,6 +95,25 @@ def cuda_aware_mpi() -> bool:
     except Exception:
         return False
     return any(kind.split(":")[0] == "cuda" for kind in kinds.split(","))
+
+
+ALIGN_BYTES = 64
+
+
+def aligned_full(xp: ModuleType, count: int, value: Any, dtype: Any) -> Any:
+    """A 1-D array whose data starts on a 64-byte boundary (host; device memory already is).
+
+    Where a message starts within a page changes MPI's shared-memory copy speed by tens
+    of percent at some sizes; fixing the alignment keeps runs comparable.
+    """
+    dtype = np.dtype(dtype)
+    if xp is not np:
+        return xp.full(count, value, dtype=dtype)
+    raw = np.empty(count * dtype.itemsize + ALIGN_BYTES, dtype=np.uint8)
+    start = -raw.ctypes.data % ALIGN_BYTES
+    arr = raw[start : start + count * dtype.itemsize].view(dtype)
+    arr.fill(value)
+    return arr
 
 
 class Scratch:

@@ -124,13 +124,20 @@ def iterations_for(size_bytes: int, cfg: SweepConfig) -> tuple[int, int]:
 def time_loop(
     comm: MPI.Comm, prepared: Prepared, warmup: int, times: np.ndarray, barrier: str
 ) -> int:
-    """Warm up, then fill ``times`` with one sample per iteration; returns bytes per call."""
-    run, sync, wtime = prepared.run, prepared.sync, MPI.Wtime
+    """Warm up, then fill ``times`` with one sample per iteration; returns bytes per call.
+
+    A prepared case may offer ``timed``: the same operation with everything bound,
+    called in the timed loop instead of ``run`` (which also reports bytes).
+    """
+    sync, wtime = prepared.sync, MPI.Wtime
     sent = 0
     for _ in range(warmup):
-        sent = run()
+        sent = prepared.run()
+    run = getattr(prepared, "timed", prepared.run)
     sync()
     comm.Barrier()
+    if getattr(prepared, "host_only", False):
+        sync = _nothing  # host buffers: nothing to wait for, keep the loop lean
     per_iter = barrier == "iter"
     for i in range(times.size):
         if per_iter:
@@ -140,6 +147,10 @@ def time_loop(
         sync()
         times[i] = wtime() - t0
     return sent
+
+
+def _nothing() -> None:
+    """A sync for host buffers."""
 
 
 def summarize(times: np.ndarray, size_bytes: int, bus_factor: float) -> dict[str, float]:

@@ -86,3 +86,13 @@ def test_whole_items_rounds_down_and_drops_repeats() -> None:
 
     assert whole_items([0, 1, 4, 16, 20], 8) == [0, 16]
     assert whole_items([1, 2, 3], 1) == [1, 2, 3]
+
+
+def test_aligned_buffers_start_on_64_bytes() -> None:
+    from hpcopt.backend import ALIGN_BYTES, aligned_full
+
+    for count in (0, 1, 3, 1000):
+        arr = aligned_full(np, count, 7, "float64")
+        assert arr.shape == (count,)
+        assert count == 0 or arr.ctypes.data % ALIGN_BYTES == 0
+        assert (arr == 7).all() and arr.dtype == np.float64

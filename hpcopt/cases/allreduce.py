@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
 from mpi4py import MPI
 
-from hpcopt.backend import Backend, Scratch, sync, to_host
+from hpcopt.backend import Backend, Scratch, aligned_full, sync, to_host
 from hpcopt.collectives import BoundAlgorithm
-from hpcopt.collectives._p2p import op_name
+from hpcopt.collectives._p2p import mpi_spec, op_name
 
 __all__ = ["DTYPES", "AllreduceCase", "count_mismatches", "fill_check_data"]
 
@@ -40,6 +41,18 @@ def count_mismatches(got: Any, want: Any) -> int:
     return wrong
 
 
+def _direct_call(case: AllreduceCase, buf: Any, out: Any) -> Any:
+    """MPI's own Allreduce timed as the bare mpi4py call (what a C loop times), else None."""
+    if case.backend.on_gpu:
+        return None
+    comm, op = case.comm, case.op
+    if case.algo_.name == "native":
+        return functools.partial(comm.Allreduce, MPI.IN_PLACE, mpi_spec(buf), op)
+    if case.algo_.name == "native-oop":
+        return functools.partial(comm.Allreduce, mpi_spec(buf), mpi_spec(out), op)
+    return None
+
+
 class _Buffers:
     """One size's buffers for an allreduce case; everything allocated here, once."""
 
@@ -48,23 +61,24 @@ class _Buffers:
         self.case = case
         self.count = size_bytes // dtype.itemsize
         self.size_bytes = self.count * dtype.itemsize
-        self.buf = xp.full(self.count, 1, dtype=dtype)
-        self.out = xp.empty_like(self.buf) if case.algo_.out_of_place else None
+        self.buf = aligned_full(xp, self.count, 1, dtype)
+        self.out = aligned_full(xp, self.count, 0, dtype) if case.algo_.out_of_place else None
         self.staged = case.backend.stage_through_host()
         self.host = np.empty(self.count, dtype) if self.staged else None
         self.host_out = np.empty_like(self.host) if self.staged and self.out is not None else None
         self.scratch = Scratch(np if self.staged else xp)
+        self.host_only = not case.backend.on_gpu
+        if not self.staged:  # the timed call itself, with every argument bound once
+            self.run = functools.partial(self._call, self.buf, self.out)
+            self.timed = _direct_call(case, self.buf, self.out) or self.run
 
     def _call(self, buf: Any, out: Any) -> int:
         algo = self.case.algo_
-        kwargs: dict[str, Any] = {"op": self.case.op, "scratch": self.scratch}
         if algo.out_of_place:
-            kwargs["out"] = out
-        return algo.run(self.case.comm, buf, **kwargs)
+            return algo.run(self.case.comm, buf, op=self.case.op, scratch=self.scratch, out=out)
+        return algo.run(self.case.comm, buf, op=self.case.op, scratch=self.scratch)
 
     def run(self) -> int:
-        if not self.staged:
-            return self._call(self.buf, self.out)
         self.buf.get(out=self.host)
         sent = self._call(self.host, self.host_out)
         target = self.out if self.out is not None else self.buf

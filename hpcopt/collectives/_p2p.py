@@ -7,7 +7,7 @@ from typing import Any
 
 from mpi4py import MPI
 
-from hpcopt.backend import Scratch, array_module, sync
+from hpcopt.backend import Scratch, array_module, is_device_array, sync
 
 __all__ = [
     "Reducer",
@@ -50,6 +50,19 @@ def reducer(op: MPI.Op, like: Any) -> Reducer:
         ufunc(dst, src, out=dst)
 
     return reduce_into
+
+
+def mpi_spec(arr: Any) -> Any:
+    """``[memory, count, datatype]`` for a host array: mpi4py parses it ~3x faster than
+    the array itself. Device arrays (and types without a predefined datatype) as they are.
+    """
+    if is_device_array(arr) or not arr.flags.c_contiguous:
+        return arr
+    try:
+        datatype = MPI.Datatype.fromcode(arr.dtype.char)
+    except (KeyError, ValueError):
+        return arr
+    return [memoryview(arr.reshape(-1)).cast("B"), arr.size, datatype]
 
 
 def buffer_key(comm: MPI.Comm, buf: Any, op: MPI.Op) -> tuple:

@@ -7,7 +7,15 @@ from typing import Any, NamedTuple
 from mpi4py import MPI
 
 from hpcopt.backend import Scratch, is_device_array
-from hpcopt.collectives._p2p import Reducer, buffer_key, chunk_bounds, reducer, scratch_for, sync
+from hpcopt.collectives._p2p import (
+    Reducer,
+    buffer_key,
+    chunk_bounds,
+    mpi_spec,
+    reducer,
+    scratch_for,
+    sync,
+)
 
 __all__ = ["ring"]
 
@@ -15,8 +23,8 @@ __all__ = ["ring"]
 class _RingPlan(NamedTuple):
     """The views every step uses, built once per buffer: (send, receive, reduce target)."""
 
-    reduce_scatter: list[tuple[Any, Any, Any]]
-    allgather: list[tuple[Any, Any]]
+    reduce_scatter: list[tuple[Any, Any, Any, Any, int]]  # send, recv, landing, target, bytes
+    allgather: list[tuple[Any, Any, int]]  # send, recv, bytes
     reduce_into: Reducer
     device: bool
     keep: tuple  # the communicator, buffer and op whose ids key this plan
@@ -32,8 +40,13 @@ def _plan(comm: MPI.Comm, buf: Any, op: MPI.Op, scratch: Scratch) -> _RingPlan:
         return buf[bounds[i % p] : bounds[i % p + 1]]
 
     steps = range(p - 1)
-    rs = [(chunk(r - s), tmp[: chunk(r - s - 1).size], chunk(r - s - 1)) for s in steps]
-    ag = [(chunk(r + 1 - s), chunk(r - s)) for s in steps]
+    rs = []
+    for s in steps:
+        out, target = chunk(r - s), chunk(r - s - 1)
+        landing = tmp[: target.size]
+        rs.append((mpi_spec(out), mpi_spec(landing), landing, target, out.nbytes))
+    ag = [(mpi_spec(chunk(r + 1 - s)), mpi_spec(chunk(r - s)), chunk(r + 1 - s).nbytes)
+          for s in steps]  # fmt: skip
     return _RingPlan(rs, ag, reducer(op, buf), is_device_array(buf), (comm, buf, op))
 
 
@@ -46,15 +59,15 @@ def ring(comm: MPI.Comm, buf: Any, *, op: MPI.Op = MPI.SUM, scratch: Scratch | N
     plan = scratch.plan(("ring", *buffer_key(comm, buf, op)), lambda: _plan(comm, buf, op, scratch))
     right, left = (r + 1) % p, (r - 1) % p
     sendrecv, sent = comm.Sendrecv, 0
-    for out, landing, target in plan.reduce_scatter:
+    for out, into, landing, target, nbytes in plan.reduce_scatter:
         if plan.device:
-            sync(out)
-        sendrecv(out, right, 0, landing, left, 0)
-        plan.reduce_into(target, landing)
-        sent += out.nbytes
-    for out, into in plan.allgather:
-        if plan.device:
-            sync(out)
+            sync(landing)
         sendrecv(out, right, 0, into, left, 0)
-        sent += out.nbytes
+        plan.reduce_into(target, landing)
+        sent += nbytes
+    for out, into, nbytes in plan.allgather:
+        if plan.device:
+            sync(into)
+        sendrecv(out, right, 0, into, left, 0)
+        sent += nbytes
     return sent
