@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hpcopt.launch import find_mpiexec, launch_env
+from hpcopt.launch import run_kernel_checked
 from hpcopt.log import read_log
 from hpcopt.specs import parse_size
 
@@ -28,30 +27,10 @@ ALGOS = "native,native-oop,ring,ring-pipelined,tree,recursive-doubling,rabenseif
 
 
 def kernel(log: Path, size: int, iters: int, algos: str) -> dict[str, dict]:
-    cmd = [
-        find_mpiexec(),
-        "-n",
-        "2",
-        sys.executable,
-        str(ROOT / "kernels" / "allreduce.py"),
-        "--algo",
-        algos,
-        "-b",
-        str(size),
-        "-e",
-        str(size),
-        "-n",
-        str(iters),
-        "--fixed-iters",
-        "-w",
-        "5",
-        "-c",
-        "0",
-        "-q",
-        "-o",
-        str(log),
-    ]
-    subprocess.run(cmd, capture_output=True, text=True, check=True, env=launch_env(600))
+    flags = ["--algo", algos, "-b", str(size), "-e", str(size), "-n", str(iters)]
+    run_kernel_checked(
+        "allreduce", 2, [*flags, "--fixed-iters", "-w", "5", "-c", "0", "-q", "-o", str(log)]
+    )
     return {r["algo"]: r for r in read_log(log).records()}
 
 

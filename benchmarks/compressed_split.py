@@ -9,13 +9,12 @@ allgather, PowerSGD by its two allreduces), next to the uncompressed ring in the
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 from hpcopt.encoders import available
-from hpcopt.launch import find_mpiexec, launch_env
+from hpcopt.launch import run_kernel_checked
 from hpcopt.log import read_log
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,29 +23,10 @@ SLOW = {"qsgd-elias"}  # seconds per call at 16 MiB: run it at the end, fewer it
 
 def run(size: str, iters: int, encoders: list[str], log: Path, ef: bool) -> list[dict]:
     flags = [f"--encoder={e}" for e in encoders] + (["--ef"] if ef else [])
-    cmd = [
-        find_mpiexec(),
-        "-n",
-        "2",
-        sys.executable,
-        str(ROOT / "kernels" / "allreduce.py"),
-        "--algo",
-        "ring",
-        "-b",
-        size,
-        "-e",
-        size,
-        "-n",
-        str(iters),
-        "-w",
-        "2",
-        "--fixed-iters",
-        "-q",
-        "-o",
-        str(log),
-        *flags,
-    ]
-    subprocess.run(cmd, capture_output=True, text=True, check=True, env=launch_env(1200))
+    sweep = ["-b", size, "-e", size, "-n", str(iters), "-w", "2", "--fixed-iters"]
+    run_kernel_checked(
+        "allreduce", 2, ["--algo", "ring", *sweep, "-q", "-o", str(log), *flags], timeout_s=1200
+    )
     return read_log(log).records()
 
 

@@ -18,7 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from hpcopt.launch import find_mpiexec, launch_env
+from hpcopt.launch import find_mpiexec, launch_env, run_kernel_checked
 from hpcopt.log import read_log
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,30 +50,10 @@ def run_c(exe: Path, args: argparse.Namespace, size: int) -> dict[int, float]:
 
 def run_py(workdir: Path, args: argparse.Namespace, size: int) -> dict[int, float]:
     log = workdir / f"py{size}.h5"
-    cmd = [
-        find_mpiexec(),
-        "-n",
-        "2",
-        sys.executable,
-        str(ROOT / "kernels" / "allreduce.py"),
-        "--algo",
-        "native",
-        "-b",
-        str(size),
-        "-e",
-        str(size),
-        "--overwrite",
-        "-n",
-        str(args.iters),
-        "-w",
-        str(args.warmup),
-        "-c",
-        "0",
-        "-q",
-        "-o",
-        str(log),
-    ]
-    subprocess.run(cmd, capture_output=True, text=True, check=True, env=launch_env(600))
+    sweep = ["-b", str(size), "-e", str(size), "-n", str(args.iters), "-w", str(args.warmup)]
+    run_kernel_checked(
+        "allreduce", 2, ["--algo", "native", *sweep, "-c", "0", "-q", "--overwrite", "-o", str(log)]
+    )
     return {r["size_bytes"]: r["t_avg_s"] * 1e6 for r in read_log(log).records()}
 
 

@@ -18,6 +18,7 @@ __all__ = [
     "launch_env",
     "mpiexec_command",
     "run_kernel",
+    "run_kernel_checked",
 ]
 
 KERNELS_DIR = Path(__file__).resolve().parents[1] / "kernels"
@@ -72,6 +73,14 @@ def launch_env(timeout_s: int) -> dict[str, str]:
     env.setdefault("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
+
+
+def run_kernel_checked(name: str, ranks: int, args: list[str], *, timeout_s: int = 600) -> None:
+    """Run a kernel quietly; RuntimeError with its last stderr lines when it fails."""
+    proc = run_kernel(name, ranks, args, timeout_s=timeout_s, capture=True)
+    if proc.returncode != 0:
+        tail = " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-3:])
+        raise RuntimeError(f"kernel {name} exited {proc.returncode}: {tail}")
 
 
 def run_kernel(
