@@ -19,13 +19,16 @@ from hpcopt.log import read_log
 
 ROOT = Path(__file__).resolve().parents[1]
 SLOW = {"qsgd-elias"}  # seconds per call at 16 MiB: run it at the end, fewer iterations
+NATIVE_ONLY = {"bf16"}  # summed by MPI's own Allreduce with a user-defined op
 
 
-def run(size: str, iters: int, encoders: list[str], log: Path, ef: bool) -> list[dict]:
+def run(
+    size: str, iters: int, encoders: list[str], log: Path, ef: bool, algo: str = "ring"
+) -> list[dict]:
     flags = [f"--encoder={e}" for e in encoders] + (["--ef"] if ef else [])
     sweep = ["-b", size, "-e", size, "-n", str(iters), "-w", "2", "--fixed-iters"]
     run_kernel_checked(
-        "allreduce", 2, ["--algo", "ring", *sweep, "-q", "-o", str(log), *flags], timeout_s=1200
+        "allreduce", 2, ["--algo", algo, *sweep, "-q", "-o", str(log), *flags], timeout_s=1200
     )
     return read_log(log).records()
 
@@ -36,12 +39,15 @@ def main() -> int:
     parser.add_argument("--iters", type=int, default=10)
     parser.add_argument("--ef", action="store_true", help="error feedback on biased encoders")
     args = parser.parse_args()
-    fast = [e for e in available() if e not in SLOW and not (args.ef and e == "powersgd")]
+    skip = SLOW | NATIVE_ONLY | ({"powersgd"} if args.ef else set())
+    fast = [e for e in available() if e not in skip]
     with tempfile.TemporaryDirectory() as tmp:
         records = run(args.size, args.iters, fast, Path(tmp) / "a.h5", args.ef)
+        native = ["none", *sorted(NATIVE_ONLY)]
+        records += run(args.size, args.iters, native, Path(tmp) / "n.h5", args.ef, "native")
         records += run(args.size, 2, sorted(SLOW), Path(tmp) / "b.h5", args.ef)
     base = next(r for r in records if r["encoder"].startswith("none"))["t_avg_s"]
-    print(f"# 2 ranks, {args.size} float32 per rank, ring for summable encoders; ms per call")
+    print(f"# 2 ranks, {args.size} float32 per rank; ms per call; 'vs none' against the ring")
     print(
         f"{'encoder':<18}{'path':<11}{'total':>9}{'encode':>9}{'comm':>9}{'decode':>9}"
         f"{'wire(B)':>11}{'rel_err':>9}{'vs none':>9}"

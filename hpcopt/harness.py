@@ -134,6 +134,9 @@ def time_loop(
     for _ in range(warmup):
         sent = prepared.run()
     run = getattr(prepared, "timed", prepared.run)
+    begin = getattr(prepared, "begin_timed", None)
+    if begin is not None:
+        begin()  # e.g. forget the warm-ups in a case's own phase counters
     sync()
     comm.Barrier()
     if getattr(prepared, "host_only", False):
@@ -223,11 +226,11 @@ def _measure(comm: MPI.Comm, case: Case, size: int, cfg: SweepConfig) -> tuple[d
 
 
 def _merge_checks(per_rank: list[dict[str, Any]]) -> dict[str, Any]:
-    """Combine extra check results (e.g. relative errors): the worst rank's value."""
+    """Combine extra per-rank results: times (``t_*``) averaged, anything else the worst."""
     merged: dict[str, Any] = {}
-    for checks in per_rank:
-        for key, value in checks.items():
-            merged[key] = max(merged.get(key, value), value)
+    for key in dict.fromkeys(k for checks in per_rank for k in checks):
+        values = [checks[key] for checks in per_rank if key in checks]
+        merged[key] = sum(values) / len(values) if key.startswith("t_") else max(values)
     return merged
 
 

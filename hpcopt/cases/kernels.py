@@ -6,6 +6,7 @@ import argparse
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 from mpi4py import MPI
 
 from hpcopt.backend import Backend
@@ -65,6 +66,17 @@ def resolve_method(encoder: Any, method: str) -> str:
     return "summable" if encoder.summable else "allgather"
 
 
+def _check_summable_dtype(spec: str, encoder: Any, algos: list[BoundAlgorithm]) -> None:
+    """Payloads that are not float32/float16 (bf16 as uint16) sum only inside MPI's own op."""
+    wire = encoder.encode(np.zeros(2, np.float32)).buffers[0].dtype
+    others = [a.label for a in algos if a.name != "native"]
+    if wire not in (np.float32, np.float16) and others:
+        raise UsageError(
+            f"{spec} payloads ({wire}) are summed by MPI's Allreduce with a user op: "
+            f"use --algo native (not {', '.join(others)})"
+        )
+
+
 def _compressed_cases(
     comm: MPI.Comm, args: argparse.Namespace, backend: Backend, algos: list[BoundAlgorithm]
 ) -> list[Case]:
@@ -75,6 +87,8 @@ def _compressed_cases(
         encoder = make_encoder(spec, comm.rank, args.ef)
         path = resolve_method(encoder, args.method)
         core = algos if path in ("summable", "powersgd") else [None]
+        if path == "summable":
+            _check_summable_dtype(spec, encoder, core)
         for algo in core:
             label = algo.label if algo is not None else path
             core_algo = algo.label if algo is not None else "native"
