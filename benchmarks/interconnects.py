@@ -1,0 +1,84 @@
+"""The same kernels over shared memory, loopback TCP and shaped veth links (root).
+
+For each link: p2p latency (8 B) and bandwidth (16 MiB), 2-rank allreduce at 16 MiB
+(ring and native), and a compressed allreduce (top-k 1 % with error feedback, by
+allgather) next to the uncompressed ring, so the table shows where compression pays.
+
+    python benchmarks/interconnects.py [--links shm,tcp,veth:10gbit,veth:1gbit] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+from hpcopt.log import merge_logs, read_log
+
+ROOT = Path(__file__).resolve().parents[1]
+LINKS = "shm,tcp,veth:10gbit,veth:1gbit,veth:1gbit:2000"
+RUNS = {
+    "p2p": ["p2p", "-b", "8", "-e", "16M", "-f", "2097152", "-n", "20", "-w", "3"],
+    "allreduce": ["allreduce", "--algo", "ring,native", "-b", "16M", "-e", "16M", "-n", "5",
+                  "-w", "1"],
+    "topk": ["allreduce", "--algo", "ring", "--encoder", "topk:ratio=0.01", "--ef", "-b", "16M",
+             "-e", "16M", "-n", "5", "-w", "1"],
+}  # fmt: skip
+
+
+def run(link: str, name: str, out: Path) -> Path:
+    log = out / f"{link.replace(':', '-')}-{name}.h5"
+    cmd = [
+        "bash",
+        str(ROOT / "jobs" / "interconnect.sh"),
+        link,
+        "--",
+        *RUNS[name],
+        "-q",
+        "--overwrite",
+        "-o",
+        str(log),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)
+    if proc.returncode != 0:
+        raise SystemExit(f"{link} {name}: {proc.stderr.strip().splitlines()[-1:]}")
+    return log
+
+
+def row(link: str, logs: dict[str, Path]) -> str:
+    p2p = read_log(logs["p2p"]).records()
+    lat = next(r for r in p2p if r["algo"] == "pingpong" and r["size_bytes"] == 8)["t_avg_s"]
+    bw = next(r for r in p2p if r["algo"] == "stream" and r["size_bytes"] == 16 << 20)
+    ar = {r["algo"]: r["t_avg_s"] for r in read_log(logs["allreduce"]).records()}
+    topk = read_log(logs["topk"]).records()[0]["t_avg_s"]
+    return (
+        f"{link:<22}{lat * 1e6:>10.1f}{bw['algbw_GBps']:>10.3f}{ar['ring'] * 1e3:>10.1f}"
+        f"{ar['native'] * 1e3:>10.1f}{topk * 1e3:>12.1f}{ar['ring'] / topk:>9.2f}"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--links", default=LINKS)
+    parser.add_argument("--out", default="results/interconnects")
+    args = parser.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    print("# 2 ranks; p2p 8 B one-way latency, 16 MiB streaming; allreduce of 16 MiB per rank")
+    print(
+        f"{'link':<22}{'lat(us)':>10}{'bw(GB/s)':>10}{'ring(ms)':>10}{'native(ms)':>10}"
+        f"{'topk+EF(ms)':>12}{'speedup':>9}"
+    )
+    every = []
+    for link in args.links.split(","):
+        logs = {name: run(link, name, out) for name in RUNS}
+        every += logs.values()
+        print(row(link, logs), flush=True)
+    merged = merge_logs(every, out / "all.h5", overwrite=True)
+    print(f"# logs: {out}/ (merged: {merged}); compare with hpcopt compare")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
