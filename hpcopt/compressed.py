@@ -34,6 +34,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from mpi4py import MPI
 
+from hpcopt import halfcast
 from hpcopt.backend import Scratch, array_module, sync
 from hpcopt.collectives import get_algorithm
 from hpcopt.encoders.base import Payload, decode_into
@@ -84,7 +85,7 @@ def _fp16_sum(inbuf: Any, inoutbuf: Any, datatype: MPI.Datatype) -> None:
     """MPI user op: float16 sum of uint16-typed buffers."""
     src = np.frombuffer(inbuf, dtype=np.float16)
     dst = np.frombuffer(inoutbuf, dtype=np.float16)
-    np.add(dst, src, out=dst)
+    halfcast.add_half(dst, src)
 
 
 def _bf16_sum(inbuf: Any, inoutbuf: Any, datatype: MPI.Datatype) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from hpcopt import halfcast
 from hpcopt.backend import array_module
 from hpcopt.encoders.base import Encoder, Payload, blocks, check_finite, flat_f32
 
@@ -26,22 +27,35 @@ class Float16(Encoder):
         flat = flat_f32(x)
         xp = array_module(flat)
         buf = self.work(xp, "half", flat.size, np.float16)
-        ok = True
-        with np.errstate(over="ignore", invalid="ignore"):
-            for lo, hi in blocks(xp, flat.size):
-                buf[lo:hi] = flat[lo:hi]
-                # Comparisons with NaN are False, so NaN fails this test too.
-                ok = ok and float(flat[lo:hi].max()) < _OVERFLOW > -float(flat[lo:hi].min())
+        if halfcast.fast(flat, buf):
+            top, nan = halfcast.to_half(flat, buf)
+            ok = not nan and top < _OVERFLOW
+        else:
+            ok = self._encode_blocks(xp, flat, buf)
         if not ok:
             check_finite(math.inf, flat, self.name)
             top = float(xp.abs(flat).max())
             raise ValueError(f"fp16: input has values beyond ±65504 (max |x| = {top:g})")
         return Payload((buf,), tuple(x.shape), step)
 
+    @staticmethod
+    def _encode_blocks(xp: Any, flat: Any, buf: Any) -> bool:
+        """Array-library conversion block by block; False on NaN or overflow."""
+        ok = True
+        with np.errstate(over="ignore", invalid="ignore"):
+            for lo, hi in blocks(xp, flat.size):
+                buf[lo:hi] = flat[lo:hi]
+                # Comparisons with NaN are False, so NaN fails this test too.
+                ok = ok and float(flat[lo:hi].max()) < _OVERFLOW > -float(flat[lo:hi].min())
+        return ok
+
     def decode(self, payload: Payload, out: Any = None) -> Any:
         xp = array_module(payload.buffers[0])
         res = self.out_array(xp, payload, out)
-        xp.copyto(res, payload.buffers[0])
+        if halfcast.fast(payload.buffers[0], res):
+            halfcast.from_half(payload.buffers[0], res.reshape(-1))
+        else:
+            xp.copyto(res, payload.buffers[0])
         return res.reshape(payload.shape)
 
     def wire_bytes(self, d: int) -> int:
