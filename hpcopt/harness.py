@@ -8,6 +8,7 @@ the log record and the printed row. Operations never time themselves.
 
 from __future__ import annotations
 
+import gc
 import math
 import sys
 import time
@@ -198,6 +199,7 @@ def _measure(comm: MPI.Comm, case: Case, size: int, cfg: SweepConfig) -> tuple[d
     checked = prepared.check() if cfg.check else {"wrong": 0}
     size = prepared.size_bytes
     del prepared
+    gc.collect()  # free this size's buffers now, even if a case holds a reference cycle
     p = comm.size
     all_times = np.empty((p, iters)) if comm.rank == 0 else None
     comm.Gather(times, all_times, root=0)

@@ -53,6 +53,14 @@ def _direct_call(case: AllreduceCase, buf: Any, out: Any) -> Any:
     return None
 
 
+def _call(case: AllreduceCase, scratch: Scratch, buf: Any, out: Any) -> int:
+    """One call of the case's algorithm (a plain function: bound, it would not hold a cycle)."""
+    algo = case.algo_
+    if algo.out_of_place:
+        return algo.run(case.comm, buf, op=case.op, scratch=scratch, out=out)
+    return algo.run(case.comm, buf, op=case.op, scratch=scratch)
+
+
 class _Buffers:
     """One size's buffers for an allreduce case; everything allocated here, once."""
 
@@ -69,14 +77,11 @@ class _Buffers:
         self.scratch = Scratch(np if self.staged else xp)
         self.host_only = not case.backend.on_gpu
         if not self.staged:  # the timed call itself, with every argument bound once
-            self.run = functools.partial(self._call, self.buf, self.out)
+            self.run = functools.partial(_call, case, self.scratch, self.buf, self.out)
             self.timed = _direct_call(case, self.buf, self.out) or self.run
 
     def _call(self, buf: Any, out: Any) -> int:
-        algo = self.case.algo_
-        if algo.out_of_place:
-            return algo.run(self.case.comm, buf, op=self.case.op, scratch=self.scratch, out=out)
-        return algo.run(self.case.comm, buf, op=self.case.op, scratch=self.scratch)
+        return _call(self.case, self.scratch, buf, out)
 
     def run(self) -> int:
         self.buf.get(out=self.host)
