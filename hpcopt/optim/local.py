@@ -78,11 +78,10 @@ class LocalSGD(Optimizer):
         rank, others = self.comm.rank, sorted(set(range(self.comm.size)) - set(members))
         if not others or (rank != members[0] and rank not in others):
             return
-        t0 = MPI.Wtime()
-        if rank == members[0]:
-            reqs = [self.comm.Isend(mean, j, _TAG) for j in others]
-            MPI.Request.Waitall(reqs)
-            self.ledger.add(mean.nbytes * len(others), {}, messages=len(others))
-        else:
-            self.comm.Recv(mean, members[0], _TAG)
-        self.ledger.t["communicate"] += MPI.Wtime() - t0
+        with self.ledger.phase("communicate"):
+            if rank == members[0]:
+                reqs = [self.comm.Isend(mean, j, _TAG) for j in others]
+                MPI.Request.Waitall(reqs)
+                self.ledger.add(mean.nbytes * len(others), {}, messages=len(others))
+            else:
+                self.comm.Recv(mean, members[0], _TAG)
