@@ -64,17 +64,17 @@ def reaches_eps(lr: float, f_star: float) -> None:
 
 def sync_is_serial_gd(lr: float) -> None:
     """sync + none, full batch, equals GD on the union; minibatch equals a serial replay."""
-    opt, steps = make("sync", lr), 15
-    x = problem().init_point()
+    opt, steps, mine = make("sync", lr), 15, problem()
+    x = mine.init_point()
     for it in range(steps):
         opt.step(it)
-        x = x - lr * problem().full_grad(x)
+        x = x - lr * mine.full_grad(x)
     check(np.allclose(opt.x, x, rtol=1e-5, atol=1e-6), "sync full batch == serial GD")
     opt = make("sync", lr, batch=4)
     shards = [problem(r) for r in range(COMM.size)]
     rngs = [np.random.default_rng(np.random.SeedSequence([SEED, 0x0B7, r]))
             for r in range(COMM.size)]  # fmt: skip
-    x = problem().init_point()
+    x = mine.init_point()
     for it in range(steps):
         opt.step(it)
         grads = [s.grad_local(x, s.sample_batch(g, 4)) for s, g in zip(shards, rngs, strict=True)]
@@ -123,8 +123,9 @@ def local_stays_replicated(lr: float) -> None:
 
 
 def main() -> int:
-    ref = problem().reference(COMM)
-    lr = problem().default_lr()
+    mine = problem()
+    ref = mine.reference(COMM)
+    lr = mine.default_lr()
     for test in (sync_is_serial_gd, dsgd_complete_is_sync, bytes_match_collectives,
                  local_stays_replicated):  # fmt: skip
         test(lr)
