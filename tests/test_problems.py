@@ -149,11 +149,21 @@ def test_reference_with_comm_lets_rank_zero_solve_first():
         def Barrier(self):
             events.append(f"barrier{self.rank}")
 
-    p0 = get_problem(SMALL["logreg"], rank=0, size=2)
-    p1 = get_problem(SMALL["logreg"], rank=1, size=2)
+    def solving(p):
+        compute = p.compute_reference
+
+        def logged():
+            events.append(f"solve{p.rank}")
+            return compute()
+
+        p.compute_reference = logged
+        return p
+
+    p0 = solving(get_problem(SMALL["logreg"], rank=0, size=2))
+    p1 = solving(get_problem(SMALL["logreg"], rank=1, size=2))
     p0.reference(FakeComm(0))
     p1.reference(FakeComm(1))
-    assert events == ["barrier0", "barrier1"]
+    assert events == ["solve0", "barrier0", "barrier1", "solve1"]
     assert p1.f_star == p0.f_star
 
 
