@@ -128,9 +128,9 @@ def test_logreg_reference_is_optimal_and_cached(tmp_path, monkeypatch):
     monkeypatch.setattr(linear_mod, "newton", fail)
     q = get_problem(spec, rank=2, size=4, seed=3)
     assert q.f_star == p.f_star and q.L == p.L and np.array_equal(q.x_star, p.x_star)
-    with pytest.raises(AssertionError):
+    with pytest.raises(AssertionError, match="cached reference"):
         get_problem(spec, rank=2, size=4, seed=4).reference()  # another seed: another key
-    with pytest.raises(AssertionError):
+    with pytest.raises(AssertionError, match="cached reference"):
         get_problem(spec, rank=0, size=2, seed=3).reference()  # another size: another key
     files[0].write_bytes(b"truncated")
     assert cache_mod.load(files[0]) is None
