@@ -51,7 +51,7 @@ class Shard:
     def __len__(self) -> int:
         return len(self.y)
 
-    def __getitem__(self, rows: NDArray[np.intp]) -> Shard:
+    def __getitem__(self, rows: NDArray[np.intp] | slice) -> Shard:
         return Shard(self.a[rows], self.y[rows])
 
 
@@ -93,6 +93,12 @@ class Problem(ABC):
         q, r = divmod(self.n_global, self.size)
         lo = i * q + min(i, r)
         return lo, lo + q + (i < r)
+
+    def shard_blocks(self, i: int) -> tuple[range, slice]:
+        """The generation blocks that cover shard i, and its rows in their concatenation."""
+        lo, hi = self.shard_range(i)
+        b0 = lo // BLOCK
+        return range(b0, (hi - 1) // BLOCK + 1), slice(lo - b0 * BLOCK, hi - b0 * BLOCK)
 
     @abstractmethod
     def make_shard(self, i: int) -> Shard:

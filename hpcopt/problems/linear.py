@@ -70,10 +70,8 @@ class LinearModel(Problem):
 
     def make_shard(self, i: int) -> Shard:
         """Rows from blocks (seed, b), then shard i's shifts scaled by hetero."""
-        lo, hi = self.shard_range(i)
-        b0 = lo // BLOCK
-        blocks = [self._block(b) for b in range(b0, (hi - 1) // BLOCK + 1)]
-        rows = slice(lo - b0 * BLOCK, hi - b0 * BLOCK)
+        span, rows = self.shard_blocks(i)
+        blocks = [self._block(b) for b in span]
         cols = None if blocks[0][0] is None else np.concatenate([b[0] for b in blocks])[rows]
         vals, coef, eps = (np.concatenate([b[k] for b in blocks])[rows] for k in (1, 2, 3))
         rng = stream(self.seed, SHIFT, i)

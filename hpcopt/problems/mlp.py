@@ -89,14 +89,10 @@ class MLP(Problem):
 
     def make_shard(self, i: int) -> Shard:
         """Samples from blocks (seed, b) with shard i's label distribution."""
-        lo, hi = self.shard_range(i)
-        b0 = lo // BLOCK
+        span, rows = self.shard_blocks(i)
         probs = self.label_probs(i)
-        blocks = [
-            self._samples(stream(self.seed, DATA, b), BLOCK, probs)
-            for b in range(b0, (hi - 1) // BLOCK + 1)
-        ]
-        return self.concat(blocks)[np.arange(lo - b0 * BLOCK, hi - b0 * BLOCK)]
+        blocks = [self._samples(stream(self.seed, DATA, b), BLOCK, probs) for b in span]
+        return self.concat(blocks)[rows]
 
     @cached_property
     def test_set(self) -> Shard:
