@@ -8,7 +8,7 @@ import numpy as np
 
 from hpcopt.backend import array_module
 from hpcopt.encoders.base import Encoder, Payload, blocks, flat_f32
-from hpcopt.encoders.bitpack import plane_nbytes
+from hpcopt.encoders.bitpack import packed_signs, plane_nbytes
 
 __all__ = ["Natural"]
 
@@ -59,9 +59,7 @@ class Natural(Encoder):
         top = int(t.max())
         signs = plane_nbytes(flat.size)
         buf[signs + lo : signs + hi] = t
-        neg = self.work(xp, "neg", n, np.bool_)
-        xp.less(flat[lo:hi], np.float32(0), out=neg)
-        buf[lo // 8 : lo // 8 + plane_nbytes(n)] = xp.packbits(neg)
+        packed_signs(flat[lo:hi], buf[lo // 8 :], self.work(xp, "neg", n, np.bool_))
         return top
 
     def decode(self, payload: Payload, out: Any = None) -> Any:

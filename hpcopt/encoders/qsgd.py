@@ -17,10 +17,18 @@ from hpcopt.encoders.base import (
     flat_f32,
     stochastic_floor,
 )
-from hpcopt.encoders.bitpack import pack_into, packed_nbytes, plane_nbytes, uint_dtype, unpack_from
+from hpcopt.encoders.bitpack import (
+    apply_signs,
+    pack_into,
+    packed_nbytes,
+    packed_signs,
+    plane_nbytes,
+    uint_dtype,
+    unpack_from,
+)
 from hpcopt.errors import UsageError
 
-__all__ = ["QSGD", "apply_signs", "packed_signs", "variance_factor"]
+__all__ = ["QSGD", "variance_factor"]
 
 
 class QSGD(Encoder):
@@ -82,9 +90,7 @@ class QSGD(Encoder):
         lev = self.work(xp, "levels", n, uint_dtype(self.mag_bits))
         stochastic_floor(a[:n], gen, self.work(xp, "u", n, np.float32), lev)
         stride = plane_nbytes(flat.size)
-        neg = self.work(xp, "neg", n, np.bool_)
-        xp.less(flat[lo:hi], np.float32(0), out=neg)
-        bits[lo // 8 : lo // 8 + plane_nbytes(n)] = xp.packbits(neg)
+        packed_signs(flat[lo:hi], bits[lo // 8 :], self.work(xp, "neg", n, np.bool_))
         work = self.work(xp, "packwork", n, lev.dtype)
         pack_into(lev, self.mag_bits, bits[stride:], stride, lo, work)
 
@@ -118,25 +124,6 @@ class QSGD(Encoder):
     def layout(self, d: int, nbytes: int) -> list[tuple[np.dtype, int]]:
         nb = self._buckets(d)
         return [(np.dtype(np.float32), nb), (np.dtype(np.uint8), nbytes - 4 * nb)]
-
-
-def packed_signs(flat: Any, out: Any, work: Any) -> Any:
-    """Write the packed sign plane (bit 1 = negative) of ``flat`` into ``out``'s start."""
-    xp = array_module(flat)
-    xp.less(flat, np.float32(0), out=work)
-    n = -(-flat.size // 8)
-    out[:n] = xp.packbits(work)
-    return out
-
-
-def apply_signs(mag: Any, plane: Any, out: Any) -> Any:
-    """``out = mag`` negated where the packed sign ``plane`` has a 1."""
-    xp = array_module(mag)
-    out[...] = xp.unpackbits(plane)[: mag.size]
-    xp.multiply(out, np.float32(-2.0), out=out)
-    xp.add(out, np.float32(1.0), out=out)
-    xp.multiply(out, mag, out=out)
-    return out
 
 
 def variance_factor(d: int, levels: int) -> float:

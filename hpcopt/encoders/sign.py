@@ -8,7 +8,7 @@ import numpy as np
 
 from hpcopt.backend import array_module
 from hpcopt.encoders.base import BLOCK, Encoder, Payload, blocks, check_finite, flat_f32
-from hpcopt.encoders.bitpack import plane_nbytes
+from hpcopt.encoders.bitpack import packed_signs, plane_nbytes
 
 __all__ = ["Sign"]
 
@@ -27,11 +27,10 @@ class Sign(Encoder):
         bits = self.work(xp, "bits", plane_nbytes(d), np.uint8)
         total = 0.0
         for lo, hi in blocks(xp, d):
-            a, b = work[: hi - lo], neg[: hi - lo]
+            a = work[: hi - lo]
             xp.abs(flat[lo:hi], out=a)
             total += float(a.sum())
-            xp.less(flat[lo:hi], np.float32(0), out=b)
-            bits[lo // 8 : plane_nbytes(hi)] = xp.packbits(b)
+            packed_signs(flat[lo:hi], bits[lo // 8 :], neg[: hi - lo])
         if not check_finite(total, flat, self.name):
             total = float(xp.abs(flat).sum(dtype=np.float64))
         scale = self.work(xp, "scale", 1, np.float32)

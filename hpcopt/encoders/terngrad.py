@@ -17,8 +17,7 @@ from hpcopt.encoders.base import (
     stochastic_floor,
     sum_squares,
 )
-from hpcopt.encoders.bitpack import plane_nbytes
-from hpcopt.encoders.qsgd import apply_signs
+from hpcopt.encoders.bitpack import apply_signs, packed_signs, plane_nbytes
 from hpcopt.errors import UsageError
 
 __all__ = ["TernGrad"]
@@ -82,9 +81,7 @@ class TernGrad(Encoder):
         at, stop = lo // 8, lo // 8 + plane_nbytes(n)
         plane = plane_nbytes(flat.size)
         bits[plane + at : plane + stop] = xp.packbits(keep)
-        neg = self.work(xp, "neg", n, np.bool_)
-        xp.less(flat[lo:hi], np.float32(0), out=neg)
-        bits[at:stop] = xp.packbits(neg)
+        packed_signs(flat[lo:hi], bits[at:], self.work(xp, "neg", n, np.bool_))
 
     def decode(self, payload: Payload, out: Any = None) -> Any:
         scale, bits = payload.buffers
