@@ -10,7 +10,6 @@ against the lower bound d·(log2 d + log2 1/ε), and saves a loss-versus-bits pl
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -100,7 +99,6 @@ def main() -> None:
     parser.add_argument("--only", default="", help="comma list of method labels")
     parser.add_argument("--out", default=str(ROOT / "results" / "bits_to_eps"))
     args = parser.parse_args()
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     labels = [s.strip() for s in args.only.split(",") if s.strip()] or list(METHODS)
