@@ -17,6 +17,9 @@ from hpcopt.encoders.sparse import (
     largest,
     sample_abs,
     scatter,
+    sparse_buffers,
+    sparse_layout,
+    split_buffers,
 )
 from hpcopt.errors import UsageError
 
@@ -46,7 +49,8 @@ class DGC(Encoder):
         xp = array_module(flat)
         d = flat.size
         if not d:
-            return Payload(self._order(flat[:0], xp.zeros(0, index_dtype(1))), tuple(x.shape), step)
+            empty = sparse_buffers(flat[:0], xp.zeros(0, index_dtype(1)))
+            return Payload(empty, tuple(x.shape), step)
         k = count_for(self.ratio, d)
         s = sample_abs(flat, self.generator(xp, step), self.sample)
         kk = max(1, math.ceil(self.ratio * s.size))
@@ -57,23 +61,15 @@ class DGC(Encoder):
         if idx.size > 2 * k:
             idx = largest(flat, idx, k)
         values = xp.take(flat, idx)
-        return Payload(self._order(values, idx.astype(index_dtype(d))), tuple(x.shape), step)
-
-    @staticmethod
-    def _order(values: Any, idx: Any) -> tuple[Any, Any]:
-        return (idx, values) if idx.itemsize > 4 else (values, idx)
+        return Payload(sparse_buffers(values, idx.astype(index_dtype(d))), tuple(x.shape), step)
 
     def decode(self, payload: Payload, out: Any = None) -> Any:
-        a, b = payload.buffers
-        values, idx = (b, a) if a.itemsize > 4 else (a, b)
+        values, idx = split_buffers(payload.buffers)
         xp = array_module(values)
         res = self.out_array(xp, payload, out)
         scatter(res, idx, values)
         return res.reshape(payload.shape)
 
     def layout(self, d: int, nbytes: int) -> list[tuple[np.dtype, int]]:
-        width = index_dtype(d).itemsize
-        k = nbytes // (4 + width)
-        idx = (index_dtype(d), k)
-        f32 = (np.dtype(np.float32), k)
-        return [idx, f32] if width > 4 else [f32, idx]
+        idx = index_dtype(d)
+        return sparse_layout(idx, nbytes // (4 + idx.itemsize))

@@ -19,6 +19,9 @@ __all__ = [
     "largest",
     "sample_abs",
     "scatter",
+    "sparse_buffers",
+    "sparse_layout",
+    "split_buffers",
     "topk_indices",
 ]
 
@@ -100,3 +103,20 @@ def scatter(out: Any, idx: Any, values: Any) -> Any:
     out[...] = 0
     out[idx] = values
     return out
+
+
+def sparse_buffers(values: Any, idx: Any) -> tuple[Any, Any]:
+    """The payload buffers of float32 ``values`` and ``idx``: the wider one first."""
+    return (idx, values) if idx.itemsize > 4 else (values, idx)
+
+
+def split_buffers(buffers: tuple[Any, ...]) -> tuple[Any, Any]:
+    """(values, idx) of the buffers made by :func:`sparse_buffers`."""
+    a, b = buffers
+    return (b, a) if a.itemsize > 4 else (a, b)
+
+
+def sparse_layout(idx: np.dtype, k: int) -> list[tuple[np.dtype, int]]:
+    """The layout of ``k`` float32 values and ``k`` indices of dtype ``idx``."""
+    f32 = (np.dtype(np.float32), k)
+    return [(idx, k), f32] if idx.itemsize > 4 else [f32, (idx, k)]

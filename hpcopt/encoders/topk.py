@@ -8,7 +8,16 @@ import numpy as np
 
 from hpcopt.backend import array_module
 from hpcopt.encoders.base import BLOCK, Encoder, Payload, check_finite, flat_f32
-from hpcopt.encoders.sparse import check_ratio, count_for, index_dtype, scatter, topk_indices
+from hpcopt.encoders.sparse import (
+    check_ratio,
+    count_for,
+    index_dtype,
+    scatter,
+    sparse_buffers,
+    sparse_layout,
+    split_buffers,
+    topk_indices,
+)
 
 __all__ = ["TopK"]
 
@@ -41,7 +50,7 @@ class TopK(Encoder):
             idx = xp.sort(idx)
         values = self.work(xp, "values", k, np.float32)
         xp.take(flat, idx, out=values)
-        return Payload(self._order(values, self._indices(xp, idx, d)), tuple(x.shape), step)
+        return Payload(sparse_buffers(values, self._indices(xp, idx, d)), tuple(x.shape), step)
 
     def _indices(self, xp: Any, idx: Any, d: int) -> Any:
         if not self.delta or idx.size == 0:
@@ -49,13 +58,8 @@ class TopK(Encoder):
         gaps = xp.diff(idx, prepend=0)
         return gaps.astype(index_dtype(int(gaps.max()) + 1))
 
-    @staticmethod
-    def _order(values: Any, idx: Any) -> tuple[Any, Any]:
-        return (idx, values) if idx.itemsize > 4 else (values, idx)
-
     def decode(self, payload: Payload, out: Any = None) -> Any:
-        a, b = payload.buffers
-        values, idx = (b, a) if a.itemsize > 4 else (a, b)
+        values, idx = split_buffers(payload.buffers)
         xp = array_module(values)
         res = self.out_array(xp, payload, out)
         if self.delta:
@@ -72,6 +76,4 @@ class TopK(Encoder):
     def layout(self, d: int, nbytes: int) -> list[tuple[np.dtype, int]]:
         k = count_for(self.ratio, d)
         width = (nbytes - 4 * k) // k if k else 1
-        idx = (np.dtype(f"u{width}"), k)
-        f32 = (np.dtype(np.float32), k)
-        return [idx, f32] if width > 4 else [f32, idx]
+        return sparse_layout(np.dtype(f"u{width}"), k)
