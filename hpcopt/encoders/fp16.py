@@ -52,10 +52,7 @@ class Float16(Encoder):
     def decode(self, payload: Payload, out: Any = None) -> Any:
         xp = array_module(payload.buffers[0])
         res = self.out_array(xp, payload, out)
-        if halfcast.fast(payload.buffers[0], res):
-            halfcast.from_half(payload.buffers[0], res.reshape(-1))
-        else:
-            xp.copyto(res, payload.buffers[0])
+        halfcast.from_half(payload.buffers[0], res)
         return res.reshape(payload.shape)
 
     def wire_bytes(self, d: int) -> int:
