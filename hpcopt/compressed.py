@@ -169,6 +169,18 @@ def _gather_bytes(comm: MPI.Comm, own: Any, scratch: Scratch) -> tuple[Any, np.n
     return recv, np.stack([displs, sizes]), (own.size + 8) * (p - 1)
 
 
+def _encode_gather(
+    comm: MPI.Comm, x: Any, encoder: Any, step: int, scratch: Scratch, clock: _Clock
+) -> tuple[Any, np.ndarray, int]:
+    """Encode ``x`` and Allgatherv every rank's payload bytes (as :func:`_gather_bytes`)."""
+    payload = encoder.encode(x, step)
+    own = _to_bytes(payload, scratch.get("own", payload.nbytes, np.uint8))
+    clock.lap("encode")
+    gathered = _gather_bytes(comm, own, scratch)
+    clock.lap("communicate")
+    return gathered
+
+
 def _decode_sum(
     encoder: Any, recv: Any, table: np.ndarray, shape: tuple[int, ...], step: int, out: Any,
     work: Any,
@@ -189,11 +201,7 @@ def allgather(
     xp = array_module(x)
     scratch = scratch or Scratch(xp)
     clock = _Clock()
-    payload = encoder.encode(x, step)
-    own = _to_bytes(payload, scratch.get("own", payload.nbytes, np.uint8))
-    clock.lap("encode")
-    recv, table, nbytes = _gather_bytes(comm, own, scratch)
-    clock.lap("communicate")
+    recv, table, nbytes = _encode_gather(comm, x, encoder, step, scratch, clock)
     out = xp.empty(x.size, dtype=np.float32)
     _decode_sum(encoder, recv, table, tuple(x.shape), step, out, scratch.get("w", x.size, "f4"))
     clock.lap("decode")
@@ -268,11 +276,7 @@ def two_phase(
             payload = encoder.from_bytes(recv[start : start + size], mine, step * (p + 1) + me)
             xp.add(acc, encoder.decode(payload, out=work), out=acc)
     clock.lap("decode")
-    payload = encoder.encode(acc, step * (p + 1) + p)
-    own = _to_bytes(payload, scratch.get("own", payload.nbytes, np.uint8))
-    clock.lap("encode")
-    recv, table, sent = _gather_bytes(comm, own, scratch)
-    clock.lap("communicate")
+    recv, table, sent = _encode_gather(comm, acc, encoder, step * (p + 1) + p, scratch, clock)
     out = xp.empty(flat.size, dtype=np.float32)
     for j in range(p):
         start, size = table[:, j]
@@ -293,11 +297,7 @@ def vote(
     xp = array_module(x)
     scratch = scratch or Scratch(xp)
     clock = _Clock()
-    payload = encoder.encode(x, step)
-    own = _to_bytes(payload, scratch.get("own", payload.nbytes, np.uint8))
-    clock.lap("encode")
-    recv, table, nbytes = _gather_bytes(comm, own, scratch)
-    clock.lap("communicate")
+    recv, table, nbytes = _encode_gather(comm, x, encoder, step, scratch, clock)
     votes = scratch.get("votes", x.size, np.int32)
     votes[...] = 0
     total = 0.0
