@@ -108,8 +108,8 @@ class Optimizer:
         """Σ over ranks of float32 ``v`` through the encoder; bytes and times go to the ledger."""
         comm = comm or self.comm
         scratch = self.scratch.setdefault(comm.size, Scratch())
-        if self.two_stage:
-            return self._powersgd(comm, v, step, scratch)
+        if self.two_stage and self.cfg.ef:
+            return self._powersgd_ef(comm, v, step, scratch)
         res = compressed_allreduce(
             comm, v, self.codec, method=self.cfg.method, step=step,
             algorithm=self.cfg.allreduce, scratch=scratch,
@@ -117,35 +117,29 @@ class Optimizer:
         self.ledger.add(res.nbytes, res.times)
         return np.asarray(res.out, dtype=np.float32).reshape(-1)
 
-    def _powersgd(self, comm: MPI.Comm, v: np.ndarray, step: int, scratch: Scratch) -> np.ndarray:
-        """PowerSGD's two sums, with error feedback from the local rank-r approximation."""
-        enc, run = self.encoder, get_algorithm(self.cfg.allreduce).run
-        times = dict.fromkeys(("encode", "communicate", "decode"), 0.0)
-        t = MPI.Wtime()
+    def _powersgd_ef(
+        self, comm: MPI.Comm, v: np.ndarray, step: int, scratch: Scratch
+    ) -> np.ndarray:
+        """compressed.powersgd's two sums, plus error feedback from the local rank-r approximation.
 
-        def lap(phase: str) -> None:
-            nonlocal t
-            now = MPI.Wtime()
-            times[phase] += now - t
-            t = now
-
-        if self.cfg.ef:
+        The local Q (before its sum) is needed for the residual, so the stages run here.
+        """
+        enc, run, phase = self.encoder, get_algorithm(self.cfg.allreduce).run, self.ledger.phase
+        with phase("encode"):
             if self.residual is None:
                 self.residual = np.zeros(v.size, dtype=np.float32)
             v = v + self.residual
-        p = enc.project(v, step)
-        lap("encode")
-        nbytes = run(comm, p.reshape(-1), op=MPI.SUM, scratch=scratch)
-        lap("communicate")
-        q = enc.reproject(p)
-        mine = q.copy() if self.cfg.ef else None
-        lap("encode")
-        nbytes += run(comm, q.reshape(-1), op=MPI.SUM, scratch=scratch)
-        lap("communicate")
-        out = np.asarray(enc.reconstruct(q), dtype=np.float32).reshape(-1)
-        if mine is not None:
+            p = enc.project(v, step)
+        with phase("communicate"):
+            nbytes = run(comm, p.reshape(-1), op=MPI.SUM, scratch=scratch)
+        with phase("encode"):
+            q = enc.reproject(p)
+            mine = q.copy()
+        with phase("communicate"):
+            nbytes += run(comm, q.reshape(-1), op=MPI.SUM, scratch=scratch)
+        with phase("decode"):
+            out = np.asarray(enc.reconstruct(q), dtype=np.float32).reshape(-1)
             local = enc.decode(Payload((p.reshape(-1), mine.reshape(-1)), v.shape))
             np.subtract(v, local.reshape(-1), out=self.residual)
-        lap("decode")
-        self.ledger.add(nbytes, times)
+        self.ledger.add(nbytes, {})
         return out
