@@ -10,7 +10,7 @@ from mpi4py import MPI
 
 from hpcopt.backend import Backend, Scratch, aligned_full, sync, to_host
 from hpcopt.collectives import BoundAlgorithm
-from hpcopt.collectives._p2p import mpi_spec, op_name
+from hpcopt.collectives._p2p import op_name
 
 __all__ = ["DTYPES", "AllreduceCase", "count_mismatches", "fill_check_data"]
 
@@ -41,24 +41,12 @@ def count_mismatches(got: Any, want: Any) -> int:
     return wrong
 
 
-def _direct_call(case: AllreduceCase, buf: Any, out: Any) -> Any:
-    """MPI's own Allreduce timed as the bare mpi4py call (what a C loop times), else None."""
-    if case.backend.on_gpu:
-        return None
-    comm, op = case.comm, case.op
-    if case.algo_.name == "native":
-        return functools.partial(comm.Allreduce, MPI.IN_PLACE, mpi_spec(buf), op)
-    if case.algo_.name == "native-oop":
-        return functools.partial(comm.Allreduce, mpi_spec(buf), mpi_spec(out), op)
-    return None
-
-
-def _call(case: AllreduceCase, scratch: Scratch, buf: Any, out: Any) -> int:
-    """One call of the case's algorithm (a plain function: bound, it would not hold a cycle)."""
-    algo = case.algo_
-    if algo.out_of_place:
-        return algo.run(case.comm, buf, op=case.op, scratch=scratch, out=out)
-    return algo.run(case.comm, buf, op=case.op, scratch=scratch)
+def _staged(buf: Any, host: Any, call: Any, target: Any, result: Any) -> int:
+    """Device buffer to host, the allreduce there, the host result back to ``target``."""
+    buf.get(out=host)
+    sent = call()
+    target.set(result)
+    return sent
 
 
 class _Buffers:
@@ -66,29 +54,27 @@ class _Buffers:
 
     def __init__(self, case: AllreduceCase, size_bytes: int) -> None:
         xp, dtype = case.backend.xp, np.dtype(case.dtype)
+        algo = case.algo_
         self.case = case
         self.count = size_bytes // dtype.itemsize
         self.size_bytes = self.count * dtype.itemsize
         self.buf = aligned_full(xp, self.count, 1, dtype)
-        self.out = aligned_full(xp, self.count, 0, dtype) if case.algo_.out_of_place else None
+        self.out = aligned_full(xp, self.count, 0, dtype) if algo.out_of_place else None
         self.staged = case.backend.stage_through_host()
-        self.host = np.empty(self.count, dtype) if self.staged else None
-        self.host_out = np.empty_like(self.host) if self.staged and self.out is not None else None
-        self.scratch = Scratch(np if self.staged else xp)
         self.host_only = not case.backend.on_gpu
-        if not self.staged:  # the timed call itself, with every argument bound once
-            self.run = functools.partial(_call, case, self.scratch, self.buf, self.out)
-            self.timed = _direct_call(case, self.buf, self.out) or self.run
-
-    def _call(self, buf: Any, out: Any) -> int:
-        return _call(self.case, self.scratch, buf, out)
-
-    def run(self) -> int:
-        self.buf.get(out=self.host)
-        sent = self._call(self.host, self.host_out)
-        target = self.out if self.out is not None else self.buf
-        target.set(self.host_out if self.host_out is not None else self.host)
-        return sent
+        if self.staged:  # MPI sees host copies; the call stages in and out around them
+            self.host = np.empty(self.count, dtype)
+            self.host_out = np.empty_like(self.host) if self.out is not None else None
+            self.scratch = Scratch(np)
+            call = algo.call(case.comm, self.host, op=case.op, scratch=self.scratch,
+                             out=self.host_out)  # fmt: skip
+            result = self.host_out if self.host_out is not None else self.host
+            self.run = functools.partial(_staged, self.buf, self.host, call, self.result(), result)
+        else:
+            self.scratch = Scratch(xp)
+            bound = {"op": case.op, "scratch": self.scratch, "out": self.out}
+            self.run = algo.call(case.comm, self.buf, **bound)
+            self.timed = algo.bind(case.comm, self.buf, **bound)
 
     def sync(self) -> None:
         sync(self.buf)
@@ -99,13 +85,12 @@ class _Buffers:
     def check(self) -> dict[str, Any]:
         comm, xp = self.case.comm, self.case.backend.xp
         fill_check_data(self.buf, comm.rank)
-        reference = xp.empty_like(self.buf)
         sync(self.buf)
         if self.staged:
-            host_ref = np.empty_like(self.host)
-            comm.Allreduce(to_host(self.buf), host_ref, self.case.op)
-            reference = host_ref
+            reference = np.empty_like(self.host)
+            comm.Allreduce(to_host(self.buf), reference, self.case.op)
         else:
+            reference = xp.empty_like(self.buf)
             comm.Allreduce(self.buf, reference, self.case.op)
         self.run()
         self.sync()

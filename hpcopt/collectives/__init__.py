@@ -13,8 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from mpi4py import MPI
+
 from hpcopt.collectives.hierarchical import hierarchical
-from hpcopt.collectives.native import native_in_place, native_out_of_place
+from hpcopt.collectives.native import bind_native, native_in_place, native_out_of_place
 from hpcopt.collectives.rabenseifner import rabenseifner
 from hpcopt.collectives.recursive_doubling import recursive_doubling
 from hpcopt.collectives.ring import ring
@@ -23,9 +25,20 @@ from hpcopt.collectives.tree import tree
 from hpcopt.errors import UsageError
 from hpcopt.specs import parse_size, parse_spec
 
-__all__ = ["ALGORITHMS", "Algorithm", "get_algorithm", "parse_algorithms", "register"]
+__all__ = [
+    "ALGORITHMS",
+    "Algorithm",
+    "BoundAlgorithm",
+    "get_algorithm",
+    "parse_algorithms",
+    "register",
+]
 
 AllreduceFn = Callable[..., int]
+
+
+# binder(comm, buf, op=, out=) -> a zero-argument call of the same operation, or None
+Binder = Callable[..., Callable[[], Any] | None]
 
 
 @dataclass(frozen=True)
@@ -36,6 +49,7 @@ class Algorithm:
     fn: AllreduceFn
     options: dict[str, tuple[str, Callable[[str], Any]]] = field(default_factory=dict)
     out_of_place: bool = False
+    binder: Binder | None = None
 
 
 @dataclass(frozen=True)
@@ -46,6 +60,24 @@ class BoundAlgorithm:
     name: str
     run: AllreduceFn
     out_of_place: bool
+    binder: Binder | None = None
+
+    def call(
+        self, comm: MPI.Comm, buf: Any, *, op: MPI.Op, scratch: Any, out: Any = None
+    ) -> Callable[[], int]:
+        """``run`` on ``buf`` with every argument bound once; returns bytes sent."""
+        if self.out_of_place:
+            return functools.partial(self.run, comm, buf, op=op, scratch=scratch, out=out)
+        return functools.partial(self.run, comm, buf, op=op, scratch=scratch)
+
+    def bind(
+        self, comm: MPI.Comm, buf: Any, *, op: MPI.Op, scratch: Any, out: Any = None
+    ) -> Callable[[], Any]:
+        """The call a timed loop makes: the registered binder's leaner one if it gives one
+        (native: the bare mpi4py call), else :meth:`call`. Its return value is not bytes.
+        """
+        direct = self.binder(comm, buf, op=op, out=out) if self.binder is not None else None
+        return direct or self.call(comm, buf, op=op, scratch=scratch, out=out)
 
 
 ALGORITHMS: dict[str, Algorithm] = {}
@@ -57,12 +89,15 @@ def register(
     *,
     options: dict[str, tuple[str, Callable[[str], Any]]] | None = None,
     out_of_place: bool = False,
+    binder: Binder | None = None,
 ) -> None:
     """Add an allreduce ``fn(comm, buf, *, op, scratch[, out]) -> bytes_sent``.
 
-    ``options`` maps a spec key to (keyword argument, parser of the value string).
+    ``options`` maps a spec key to (keyword argument, parser of the value string);
+    ``binder(comm, buf, op=, out=)`` may return a leaner zero-argument call for timed
+    loops (or None to use ``fn``).
     """
-    ALGORITHMS[name] = Algorithm(name, fn, dict(options or {}), out_of_place)
+    ALGORITHMS[name] = Algorithm(name, fn, dict(options or {}), out_of_place, binder)
 
 
 def _positive_int(text: str) -> int:
@@ -72,8 +107,8 @@ def _positive_int(text: str) -> int:
     return value
 
 
-register("native", native_in_place)
-register("native-oop", native_out_of_place, out_of_place=True)
+register("native", native_in_place, binder=bind_native)
+register("native-oop", native_out_of_place, out_of_place=True, binder=bind_native)
 register("ring", ring)
 register(
     "ring-pipelined",
@@ -104,7 +139,7 @@ def get_algorithm(spec: str) -> BoundAlgorithm:
         except (ValueError, UsageError):
             raise UsageError(f"bad value {text!r} for {name} option {key!r}") from None
     run = functools.partial(algo.fn, **kwargs) if kwargs else algo.fn
-    return BoundAlgorithm(spec.strip(), name, run, algo.out_of_place)
+    return BoundAlgorithm(spec.strip(), name, run, algo.out_of_place, algo.binder)
 
 
 def parse_algorithms(text: str) -> list[BoundAlgorithm]:

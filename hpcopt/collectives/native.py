@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 from mpi4py import MPI
 
-from hpcopt.backend import Scratch, array_module, sync
-from hpcopt.collectives._p2p import scratch_for
+from hpcopt.backend import Scratch, array_module, is_device_array, sync
+from hpcopt.collectives._p2p import mpi_spec, scratch_for
 
-__all__ = ["native_in_place", "native_out_of_place"]
+__all__ = ["bind_native", "native_in_place", "native_out_of_place"]
 
 
 def native_in_place(
@@ -38,3 +40,18 @@ def native_out_of_place(
         comm.Allreduce(buf, result, op)
         array_module(buf).copyto(buf, result)
     return buf.nbytes if comm.size > 1 else 0
+
+
+def bind_native(
+    comm: MPI.Comm, buf: Any, *, op: MPI.Op, out: Any = None
+) -> Callable[[], Any] | None:
+    """The bare mpi4py Allreduce with prebuilt buffer specs (what a C loop times).
+
+    Host buffers only: device buffers need the stream synchronized on every call.
+    ``out`` selects the out-of-place form.
+    """
+    if is_device_array(buf):
+        return None
+    if out is None:
+        return functools.partial(comm.Allreduce, MPI.IN_PLACE, mpi_spec(buf), op)
+    return functools.partial(comm.Allreduce, mpi_spec(buf), mpi_spec(out), op)
