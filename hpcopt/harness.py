@@ -46,7 +46,13 @@ PROGRESS_AFTER_S = 10.0
 
 
 class Prepared(Protocol):
-    """Buffers of one case at one size, allocated once."""
+    """Buffers of one case at one size, allocated once.
+
+    Optional attributes the harness honours: ``timed`` (a leaner call for the timed
+    loop), ``host_only`` (no device sync needed), ``messages_per_call`` (samples are
+    divided by it), ``call_bytes`` (bytes per call for iteration scaling, default
+    ``size_bytes``) and ``begin_timed()`` (called once the warm-ups are done).
+    """
 
     count: int
     size_bytes: int
@@ -66,7 +72,11 @@ class Prepared(Protocol):
 
 
 class Case(Protocol):
-    """One timed operation over a size sweep (nccl-tests' per-collective record)."""
+    """One timed operation over a size sweep (nccl-tests' per-collective record).
+
+    Optional: ``itemsize`` (sizes are rounded to whole elements), ``record_fields``
+    (constant fields added to each record) and ``finish_record(fields)``.
+    """
 
     kernel: str
     algo: str
@@ -128,41 +138,38 @@ def time_loop(
     """Warm up, then fill ``times`` with one sample per iteration; returns bytes per call.
 
     A prepared case may offer ``timed``: the same operation with everything bound,
-    called in the timed loop instead of ``run`` (which also reports bytes).
+    called in the timed loop instead of ``run`` (which also reports bytes). Unless it
+    says ``host_only``, the device stream is synchronized inside each timed window.
     """
-    sync, wtime = prepared.sync, MPI.Wtime
     sent = 0
     for _ in range(warmup):
         sent = prepared.run()
     run = getattr(prepared, "timed", prepared.run)
+    if not getattr(prepared, "host_only", False):
+        run = _then_sync(run, prepared.sync)
     begin = getattr(prepared, "begin_timed", None)
     if begin is not None:
         begin()  # e.g. forget the warm-ups in a case's own phase counters
-    sync()
+    prepared.sync()
     comm.Barrier()
-    if getattr(prepared, "host_only", False):
-        _host_loop(comm, run, times, barrier == "iter")
-        return sent
-    per_iter = barrier == "iter"
+    per_iter, sync_all, wtime = barrier == "iter", comm.Barrier, MPI.Wtime
     for i in range(times.size):
         if per_iter:
-            comm.Barrier()
+            sync_all()
         t0 = wtime()
         run()
-        sync()
         times[i] = wtime() - t0
     return sent
 
 
-def _host_loop(comm: MPI.Comm, run: Callable[[], Any], times: np.ndarray, per_iter: bool) -> None:
-    """The timed loop for host buffers: nothing to synchronize, nothing else in the window."""
-    barrier, wtime = comm.Barrier, MPI.Wtime
-    for i in range(times.size):
-        if per_iter:
-            barrier()
-        t0 = wtime()
+def _then_sync(run: Callable[[], Any], sync: Callable[[], None]) -> Callable[[], None]:
+    """``run`` followed by ``sync``, so that the timer stops after the device is done."""
+
+    def call() -> None:
         run()
-        times[i] = wtime() - t0
+        sync()
+
+    return call
 
 
 def summarize(times: np.ndarray, size_bytes: int, bus_factor: float) -> dict[str, float]:
