@@ -67,15 +67,14 @@ class _PingPong(_Staging):
 
     def check(self) -> dict[str, Any]:
         """Rank 0's pattern must reach rank 1 and come back unchanged."""
-        fill_check_data(self.buf, 0)
-        expected = to_host(self.buf).copy() if self.comm.rank == 0 else None
-        if self.comm.rank == 1:
+        expected = np.empty(self.count, np.uint8)
+        fill_check_data(expected, 0)
+        if self.comm.rank == 0:
+            fill_check_data(self.buf, 0)
+        else:
             self.buf[...] = 0
         self.run()
         self.sync()
-        if expected is None:
-            expected = np.empty(self.count, np.uint8)
-            fill_check_data(expected, 0)
         return {"wrong": count_mismatches(to_host(self.buf), expected)}
 
 
@@ -129,33 +128,32 @@ class _Stream(_Staging):
             req.Free()
 
 
-class PingPongCase:
+class _P2PCase:
+    """A two-rank pattern: ``prepared`` builds its buffers, ``time_unit`` names a sample."""
+
+    kernel, encoder, dtype = "p2p", "none", "uint8"
+    algo = ""
+    time_unit = ""
+    prepared: type[_PingPong] | type[_Stream]
+
+    def __init__(self, comm: MPI.Comm, backend: Backend) -> None:
+        self.comm, self.backend = comm, backend
+        self.record_fields = {"device": backend.device, "time_unit": self.time_unit}
+
+    def bus_factor(self, ranks: int) -> float:
+        return 1.0
+
+    def prepare(self, size_bytes: int) -> _PingPong | _Stream:
+        return self.prepared(self.comm, self.backend, size_bytes)
+
+
+class PingPongCase(_P2PCase):
     """OSU-style latency: half the round-trip time of a ping-pong."""
 
-    kernel, algo, encoder, dtype = "p2p", "pingpong", "none", "uint8"
-
-    def __init__(self, comm: MPI.Comm, backend: Backend) -> None:
-        self.comm, self.backend = comm, backend
-        self.record_fields = {"device": backend.device, "time_unit": "one-way message"}
-
-    def bus_factor(self, ranks: int) -> float:
-        return 1.0
-
-    def prepare(self, size_bytes: int) -> _PingPong:
-        return _PingPong(self.comm, self.backend, size_bytes)
+    algo, time_unit, prepared = "pingpong", "one-way message", _PingPong
 
 
-class StreamCase:
+class StreamCase(_P2PCase):
     """OSU-style bandwidth: a window of messages in flight; times are per message."""
 
-    kernel, algo, encoder, dtype = "p2p", "stream", "none", "uint8"
-
-    def __init__(self, comm: MPI.Comm, backend: Backend) -> None:
-        self.comm, self.backend = comm, backend
-        self.record_fields = {"device": backend.device, "time_unit": "message in a window"}
-
-    def bus_factor(self, ranks: int) -> float:
-        return 1.0
-
-    def prepare(self, size_bytes: int) -> _Stream:
-        return _Stream(self.comm, self.backend, size_bytes)
+    algo, time_unit, prepared = "stream", "message in a window", _Stream
