@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 
 import pytest
 from mpirun import ROOT
@@ -23,4 +22,3 @@ def test_ruff_check_passes() -> None:
         check=False,
     )
     assert proc.returncode == 0, proc.stdout[-3000:]
-    assert sys.version_info >= (3, 10)

@@ -6,7 +6,7 @@ from typing import Any, NamedTuple
 
 from mpi4py import MPI
 
-from hpcopt.backend import Scratch, is_device_array
+from hpcopt.backend import Scratch, is_device_array, sync
 from hpcopt.collectives._p2p import (
     Reducer,
     buffer_key,
@@ -14,14 +14,13 @@ from hpcopt.collectives._p2p import (
     mpi_spec,
     reducer,
     scratch_for,
-    sync,
 )
 
 __all__ = ["ring"]
 
 
 class _RingPlan(NamedTuple):
-    """The views every step uses, built once per buffer: (send, receive, reduce target)."""
+    """What every step uses, built once per buffer: MPI buffer specs, views, byte counts."""
 
     reduce_scatter: list[tuple[Any, Any, Any, Any, int]]  # send, recv, landing, target, bytes
     allgather: list[tuple[Any, Any, int]]  # send, recv, bytes

@@ -1,11 +1,12 @@
 """Pipelined ring allreduce: the buffer is cut into slices that each run their own ring.
 
 Every slice is a complete ring allreduce (p-1 reduce-scatter steps, p-1 allgather
-steps) on a segment-sized chunk per rank, with its own tag. All slices are in
+steps) on a segment-sized chunk per rank, with its own tag. ``window`` slices are in
 flight at once (Isend/Irecv); whichever receive completes first is reduced and its
-slice moves on. So while one slice is being reduced, the others are on the wire, the
-allgather of early slices overlaps the reduce-scatter of later ones, and each
-reduction reads a segment that has just arrived and is still in cache.
+slice moves on, and a finished slice makes room for the next. So while one slice is
+being reduced, another is on the wire, the allgather of one slice overlaps the
+reduce-scatter of the next, and each reduction reads a segment that has just arrived
+and is still in cache.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ MAX_SLICES = 4096  # slices use tags 0..MAX_SLICES-1, within every MPI's guarant
 class _Slice:
     """One slice's chunk views, landing area and position in its ring schedule."""
 
-    __slots__ = ("chunks", "landing", "recv", "send", "step")
+    __slots__ = ("chunks", "landing", "send", "step")
 
     def __init__(self, buf: Any, lo: int, hi: int, p: int, landing: Any) -> None:
         bounds = chunk_bounds(hi - lo, p)
@@ -35,7 +36,6 @@ class _Slice:
         self.landing = landing
         self.step = 0
         self.send: MPI.Request = MPI.REQUEST_NULL
-        self.recv: MPI.Request = MPI.REQUEST_NULL
 
 
 class _Pipeline:
@@ -44,6 +44,7 @@ class _Pipeline:
     def __init__(self, comm: MPI.Comm, slices: list[_Slice], op: MPI.Op, buf: Any) -> None:
         self.comm, self.slices, self.reduce_into = comm, slices, reducer(op, buf)
         self.p, self.r = comm.size, comm.rank
+        self.receives: list[MPI.Request] = [MPI.REQUEST_NULL] * len(slices)
         self.keep = (comm, buf, op)  # the objects whose ids key this cached pipeline
         self.sent = 0
 
@@ -58,7 +59,7 @@ class _Pipeline:
             k = s.step - (p - 1)
             out, into = s.chunks[(r + 1 - k) % p], s.chunks[(r - k) % p]
         sync(out)
-        s.recv = self.comm.Irecv(into, left, tag)
+        self.receives[tag] = self.comm.Irecv(into, left, tag)
         s.send = self.comm.Isend(out, right, tag)
         self.sent += out.nbytes
 
@@ -74,25 +75,22 @@ class _Pipeline:
 
     def run(self, window: int) -> int:
         """Keep ``window`` slices in flight; start the next one whenever one finishes."""
-        count = len(self.slices)
+        count, receives = len(self.slices), self.receives
         for s in self.slices:
             s.step = 0
         started = min(window, count)
         for tag in range(started):
             self.post(tag)
-        receives = [s.recv for s in self.slices]
         finished = 0
         while finished < count:
             tag = MPI.Request.Waitany(receives)
             if self.advance(tag):
                 self.post(tag)
-                receives[tag] = self.slices[tag].recv
                 continue
             receives[tag] = MPI.REQUEST_NULL
             finished += 1
             if started < count:
                 self.post(started)
-                receives[started] = self.slices[started].recv
                 started += 1
         return self.sent
 
