@@ -26,6 +26,7 @@ from hpcopt.encoders.sign import Sign
 from hpcopt.encoders.terngrad import TernGrad
 from hpcopt.encoders.topk import TopK
 from hpcopt.errors import UsageError
+from hpcopt.specs import parse_spec
 
 __all__ = [
     "Encoder",
@@ -82,18 +83,15 @@ def _convert(name: str, key: str, text: str, default: Any) -> Any:
 
 def get_encoder(spec: str, *, seed: int = 0, rank: int = 0) -> Any:
     """The encoder described by ``NAME[:key=value,...]``; UsageError when malformed."""
-    name, _, rest = spec.strip().partition(":")
+    name, raw = parse_spec(spec, "encoder")
     if name not in _REGISTRY:
         raise UsageError(f"unknown encoder {name!r}; choose from: {', '.join(_REGISTRY)}")
     options = encoder_options(name)
-    kwargs: dict[str, Any] = {}
-    for item in filter(None, (part.strip() for part in rest.split(","))):
-        key, eq, text = item.partition("=")
-        key = key.strip()
-        if not eq or key not in options:
+    for key in raw:
+        if key not in options:
             valid = ", ".join(f"{k}={v}" for k, v in options.items()) or "none"
-            raise UsageError(f"encoder {name}: bad option {item!r} (options: {valid})")
-        kwargs[key] = _convert(name, key, text.strip(), options[key])
+            raise UsageError(f"encoder {name}: bad option {key!r} (options: {valid})")
+    kwargs = {key: _convert(name, key, text, options[key]) for key, text in raw.items()}
     return _REGISTRY[name](**kwargs, seed=seed, rank=rank)
 
 
