@@ -70,7 +70,7 @@ def _setup(comm: MPI.Comm, argv: Sequence[str] | None) -> tuple[Any, ...]:
         if not args.eps > 0 or args.max_iters < 1 or args.eval_every < 1:
             raise UsageError("--eps must be > 0, --max-iters and --eval-every >= 1")
         problem = get_problem(args.problem, rank=comm.rank, size=comm.size, seed=args.seed)
-        cfg = config(args, args.lr if args.lr is not None else 1.0)
+        cfg = config(args, args.lr if args.lr is not None else 1.0)  # 1/L once the data exist
         validate(args.algo, cfg, comm.size)
         return args, problem, cfg
 
@@ -85,7 +85,8 @@ def _label(args: argparse.Namespace) -> str:
 def _body(comm: MPI.Comm, state: tuple[Any, ...]) -> int:
     args, problem, cfg, writer = state
     ref = problem.reference(comm)
-    cfg = dataclasses.replace(cfg, lr=args.lr if args.lr is not None else problem.default_lr())
+    if args.lr is None:
+        cfg = dataclasses.replace(cfg, lr=problem.default_lr())
     opt = get_optimizer(args.algo, comm, problem, cfg)
     meta = collect_meta(comm, kernel=KERNEL, tag=args.tag, device="cpu", cuda_aware=False)
     show = comm.rank == 0 and not args.quiet
