@@ -105,10 +105,9 @@ def replay_powersgd(spec: str, p: int, d: int, step: int) -> np.ndarray:
     ps = [e.project(data(i, d), step) for i, e in enumerate(encs)]
     total_p = np.sum(ps, axis=0)
     qs = []
-    for e in encs:
-        pp = e.project(data(encs.index(e), d), step)
-        pp[...] = total_p
-        qs.append(e.reproject(pp).copy())
+    for e, p_i in zip(encs, ps, strict=True):
+        p_i[...] = total_p
+        qs.append(e.reproject(p_i).copy())
     return encs[0].reconstruct(np.sum(qs, axis=0))
 
 
