@@ -150,9 +150,6 @@ class Scratch:
             found = self._plans[key] = build()
         return found
 
-    def nbytes(self) -> int:
-        return sum(a.nbytes for a in self._arrays.values())
-
 
 @dataclass(frozen=True)
 class Backend:

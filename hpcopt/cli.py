@@ -29,7 +29,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
     from hpcopt.backend import cuda_aware_mpi, cupy_or_none
     from hpcopt.launch import find_mpiexec
-    from hpcopt.meta import _versions, mpi_summary
+    from hpcopt.meta import mpi_summary, versions
 
     mpi = mpi_summary()
     cupy = cupy_or_none()
@@ -46,7 +46,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         ("GPU (CuPy)", "available" if cupy is not None else "not available"),
         ("parallel HDF5", "yes" if h5py.get_config().mpi else "no (rank 0 gathers and writes)"),
     ]
-    rows += [(f"{name} version", version) for name, version in _versions().items()]
+    rows += [(f"{name} version", version) for name, version in versions().items()]
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         print(f"{key:<{width}}  {value}")

@@ -76,11 +76,11 @@ def launch_env(timeout_s: int) -> dict[str, str]:
 
 
 def run_kernel_checked(name: str, ranks: int, args: list[str], *, timeout_s: int = 600) -> None:
-    """Run a kernel quietly; RuntimeError with its last stderr lines when it fails."""
+    """Run a kernel quietly; UsageError with its last output lines when it fails."""
     proc = run_kernel(name, ranks, args, timeout_s=timeout_s, capture=True)
     if proc.returncode != 0:
-        tail = " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-3:])
-        raise RuntimeError(f"kernel {name} exited {proc.returncode}: {tail}")
+        tail = " | ".join((proc.stderr or proc.stdout or "").strip().splitlines()[-3:])
+        raise UsageError(f"kernel {name} failed (exit {proc.returncode}): {tail}")
 
 
 def run_kernel(

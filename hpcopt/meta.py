@@ -13,7 +13,7 @@ from mpi4py import MPI
 
 import hpcopt
 
-__all__ = ["collect_meta", "cpu_model", "mpi_summary", "thread_level_name"]
+__all__ = ["collect_meta", "cpu_model", "mpi_summary", "thread_level_name", "versions"]
 
 # Environment variables that select or tune the transport; recorded with every run.
 NETWORK_ENV_PREFIXES = (
@@ -73,7 +73,8 @@ def mpi_summary() -> dict[str, str]:
     }
 
 
-def _versions() -> dict[str, str]:
+def versions() -> dict[str, str]:
+    """Versions of hpcopt and of the libraries its numbers depend on."""
     import h5py
     import mpi4py
     import numpy
@@ -110,7 +111,7 @@ def collect_meta(
         "cpu_models": [c for _, c in per_rank],
         "device": device,
         "cuda_aware": cuda_aware,
-        "versions": _versions(),
+        "versions": versions(),
         "slurm": _env(("SLURM_",)),
         "env": _env(NETWORK_ENV_PREFIXES, NETWORK_ENV_NAMES),
     }

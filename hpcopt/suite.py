@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from hpcopt.errors import UsageError
-from hpcopt.launch import KERNELS_DIR, run_kernel
-from hpcopt.log import check_output_path, merge_logs, read_log
+from hpcopt.launch import run_kernel_checked
+from hpcopt.log import check_output_path, merge_logs, partial_path, read_log
 from hpcopt.specs import format_size
 
 __all__ = ["default_ranks", "run_suite", "summary"]
@@ -31,20 +31,14 @@ def _plan(ranks: int, maxbytes: str) -> list[tuple[str, int, list[str]]]:
         ("allreduce", ranks, ["-b", "8", "-e", maxbytes, "--algo", "all"]),
         ("p2p", 2, ["-b", "8", "-e", maxbytes]),
     ]
-    if (KERNELS_DIR / "compress.py").is_file():
-        plan.append(("compress", 1, ["-b", "1M", "-e", "1M", "-n", "5", "-w", "1"]))
+    plan.append(("compress", 1, ["-b", "1M", "-e", "1M", "-n", "5", "-w", "1"]))
     return plan
 
 
 def _run_one(name: str, ranks: int, args: list[str], log: Path) -> None:
     started = time.monotonic()
     print(f"# running {name} on {ranks} ranks ...", flush=True)
-    proc = run_kernel(
-        name, ranks, [*args, "-o", str(log), "-q"], timeout_s=KERNEL_TIMEOUT_S, capture=True
-    )
-    if proc.returncode != 0:
-        tail = (proc.stderr or proc.stdout or "").strip().splitlines()[-3:]
-        raise UsageError(f"kernel {name} failed (exit {proc.returncode}): {' | '.join(tail)}")
+    run_kernel_checked(name, ranks, [*args, "-o", str(log), "-q"], timeout_s=KERNEL_TIMEOUT_S)
     print(f"#   done in {time.monotonic() - started:.1f} s", flush=True)
 
 
@@ -62,19 +56,18 @@ def run_suite(*, ranks: int, output: Path, tag: str, overwrite: bool, maxbytes: 
             try:
                 _run_one(name, n, tagged, log)
             finally:
-                for done in (log, log.with_name(log.name + ".partial")):
+                for done in (log, partial_path(log)):
                     if done.exists():
                         logs.append(done)
         return merge_logs(logs, output, overwrite=overwrite)
     finally:
         if logs and not output.exists():
-            merge_logs(logs, output.with_name(output.name + ".partial"), overwrite=True)
+            merge_logs(logs, partial_path(output), overwrite=True)
         shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _pick(records: list[dict[str, Any]], **match: Any) -> dict[str, Any] | None:
-    found = [r for r in records if all(r.get(k) == v for k, v in match.items())]
-    return found[0] if found else None
+    return next((r for r in records if all(r.get(k) == v for k, v in match.items())), None)
 
 
 def summary(path: Path) -> str:
