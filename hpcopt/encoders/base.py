@@ -15,6 +15,7 @@ __all__ = [
     "BLOCK",
     "Encoder",
     "Payload",
+    "block_len",
     "blocks",
     "check_finite",
     "decode_into",
@@ -136,6 +137,11 @@ def blocks(xp: ModuleType, d: int, block: int = 0) -> Iterator[tuple[int, int]]:
     step = (block or BLOCK) if xp is np else max(d, 1)
     for lo in range(0, d, step):
         yield lo, min(d, lo + step)
+
+
+def block_len(xp: ModuleType, d: int) -> int:
+    """Elements in the longest block that ``blocks(xp, d)`` yields (room for a work array)."""
+    return min(d, BLOCK) if xp is np else d
 
 
 def check_finite(total: float, x: Any, name: str) -> bool:

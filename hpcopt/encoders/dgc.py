@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from hpcopt.backend import array_module
-from hpcopt.encoders.base import BLOCK, Encoder, Payload, check_finite, flat_f32
+from hpcopt.encoders.base import Encoder, Payload, block_len, check_finite, flat_f32
 from hpcopt.encoders.sparse import (
     above,
     check_ratio,
@@ -55,7 +55,7 @@ class DGC(Encoder):
         s = sample_abs(flat, self.generator(xp, step), self.sample)
         kk = max(1, math.ceil(self.ratio * s.size))
         thr = float(xp.partition(s, s.size - kk)[s.size - kk])
-        work = self.work(xp, "abs", min(d, BLOCK) if xp is np else d, np.float32)
+        work = self.work(xp, "abs", block_len(xp, d), np.float32)
         idx, total = above(flat, thr, work)
         check_finite(total, flat, self.name)
         if idx.size > 2 * k:

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from hpcopt.backend import array_module
-from hpcopt.encoders.base import BLOCK, Encoder, Payload, blocks, check_finite, flat_f32
+from hpcopt.encoders.base import Encoder, Payload, block_len, blocks, check_finite, flat_f32
 from hpcopt.encoders.bitpack import packed_signs, plane_nbytes
 
 __all__ = ["Sign"]
@@ -22,8 +22,8 @@ class Sign(Encoder):
         flat = flat_f32(x)
         xp = array_module(flat)
         d = flat.size
-        work = self.work(xp, "abs", min(d, BLOCK), np.float32)
-        neg = self.work(xp, "neg", min(d, BLOCK), np.bool_)
+        work = self.work(xp, "abs", block_len(xp, d), np.float32)
+        neg = self.work(xp, "neg", block_len(xp, d), np.bool_)
         bits = self.work(xp, "bits", plane_nbytes(d), np.uint8)
         total = 0.0
         for lo, hi in blocks(xp, d):

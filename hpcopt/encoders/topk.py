@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from hpcopt.backend import array_module
-from hpcopt.encoders.base import BLOCK, Encoder, Payload, check_finite, flat_f32
+from hpcopt.encoders.base import Encoder, Payload, block_len, check_finite, flat_f32
 from hpcopt.encoders.sparse import (
     check_ratio,
     count_for,
@@ -43,7 +43,7 @@ class TopK(Encoder):
         xp = array_module(flat)
         d = flat.size
         k = count_for(self.ratio, d)
-        work = self.work(xp, "abs", min(d, BLOCK) if xp is np else d, np.float32)
+        work = self.work(xp, "abs", block_len(xp, d), np.float32)
         idx, total = topk_indices(flat, k, self.generator(xp, step), work)
         check_finite(total, flat, self.name)
         if self.delta:
