@@ -62,16 +62,15 @@ class QSGD(Encoder):
         flat = flat_f32(x)
         xp = array_module(flat)
         d, nb = flat.size, self._buckets(flat.size)
-        block = max(8, min(self._block(), nb * self.bucket) if xp is np else nb * self.bucket)
         norms = self.work(xp, "norms", nb, np.float32)
         bits = self.work(xp, "bits", packed_nbytes(d, self.mag_bits + 1), np.uint8)
         gen = self.generator(xp, step)
-        for lo, hi in blocks(xp, d, block):
+        for lo, hi in blocks(xp, d, self._block()):
             self._encode_block(flat, lo, hi, norms, bits, gen)
         return Payload((norms, bits), tuple(x.shape), step)
 
-    def _encode_block(self, flat: Any, lo: int, hi: int, norms: Any, bits: Any, gen: Any) -> float:
-        """Quantize and pack elements lo:hi (whole buckets); returns their squared norm."""
+    def _encode_block(self, flat: Any, lo: int, hi: int, norms: Any, bits: Any, gen: Any) -> None:
+        """Quantize and pack elements lo:hi (whole buckets) into ``norms`` and ``bits``."""
         xp = array_module(flat)
         n, nb = hi - lo, self._buckets(hi - lo)
         a = self.work(xp, "abs", nb * self.bucket, np.float32)
@@ -98,9 +97,7 @@ class QSGD(Encoder):
         norms, bits = payload.buffers
         xp = array_module(bits)
         res = self.out_array(xp, payload, out)
-        d = res.size
-        block = max(8, self._block() if xp is np else norms.size * self.bucket)
-        for lo, hi in blocks(xp, d, block):
+        for lo, hi in blocks(xp, res.size, self._block()):
             self._decode_block(norms, bits, lo, hi, res)
         return res.reshape(payload.shape)
 
