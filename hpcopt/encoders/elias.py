@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from hpcopt.backend import array_module
+from hpcopt.backend import array_module, to_host
 from hpcopt.encoders.base import Encoder, Payload, check_finite, flat_f32, stochastic_floor
 from hpcopt.errors import UsageError
 
@@ -79,22 +79,19 @@ class QSGDElias(Encoder):
         return lev, norm
 
     def encode(self, x: Any, step: int = 0) -> Payload:
-        flat = np.asarray(flat_f32(x.get() if array_module(x) is not np else x))
+        flat = flat_f32(to_host(x))
         lev, norm = self._quantize(flat, step)
         nz = np.flatnonzero(lev)
         gaps = np.diff(nz, prepend=-1)  # gap + 1 >= 1
         lv = lev[nz]
-        zg, zl = _bitlen(gaps) - 1, _bitlen(lv) - 1
+        tails = np.concatenate([_bitlen(gaps), _bitlen(lv)]) - 1
         nnz = nz.size
-        zh = int(_bitlen(np.array([nnz + 1]))[0]) - 1
-        head = 2 * zh + 1
-        unary_end = head + int(zg.sum() + zl.sum()) + 2 * nnz
-        total = unary_end + nnz + int(zg.sum() + zl.sum())
-        bits = np.zeros(total, dtype=np.uint8)
-        write_fields(bits, np.array([0]), np.array([nnz + 1]), 2 * zh + 1)
-        bits[head + np.cumsum(np.concatenate([zg, zl]) + 1) - 1] = 1
+        head = 2 * (nnz + 1).bit_length() - 1
+        unary_end = head + int(tails.sum()) + 2 * nnz
+        bits = np.zeros(unary_end + nnz + int(tails.sum()), dtype=np.uint8)
+        write_fields(bits, np.array([0]), np.array([nnz + 1]), head)
+        bits[head + np.cumsum(tails + 1) - 1] = 1
         bits[unary_end : unary_end + nnz] = flat[nz] < 0
-        tails = np.concatenate([zg, zl])
         starts = unary_end + nnz + np.cumsum(tails) - tails
         write_fields(bits, starts, np.concatenate([gaps, lv]), tails)
         norm_buf = np.array([norm], dtype=np.float32)
@@ -109,7 +106,7 @@ class QSGDElias(Encoder):
         res = self.out_array(xp, payload, out)
         d = res.size
         host = np.zeros(d, dtype=np.float32)
-        bits = np.unpackbits(stream.get() if xp is not np else stream)
+        bits = np.unpackbits(to_host(stream))
         count, at = _read_gamma(bits, 0)
         nnz = count - 1
         if nnz:
