@@ -138,7 +138,8 @@ def summable(
     return Result(out, nbytes, clock.times)
 
 
-def _padded(n: int) -> int:
+def _padded(n: Any) -> Any:
+    """``n`` (an int or an array of them) rounded up to a multiple of the alignment."""
     return -(-n // _ALIGN) * _ALIGN
 
 
@@ -153,8 +154,7 @@ def _to_bytes(payload: Payload, out: Any) -> Any:
 
 
 def _displacements(sizes: np.ndarray) -> np.ndarray:
-    padded = -(-sizes // _ALIGN) * _ALIGN
-    return np.concatenate([[0], np.cumsum(padded)[:-1]]).astype(np.int64)
+    return np.concatenate([[0], np.cumsum(_padded(sizes))[:-1]]).astype(np.int64)
 
 
 def _gather_bytes(comm: MPI.Comm, own: Any, scratch: Scratch) -> tuple[Any, np.ndarray, int]:
