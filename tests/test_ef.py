@@ -43,9 +43,13 @@ def test_residual_bounded(spec: str) -> None:
 def test_residual_restarts_on_size_change() -> None:
     """A new input size starts from a zero residual."""
     ef = ErrorFeedback(get_encoder("sign"))
-    ef.encode(np.ones(10, np.float32))
+    ef.encode(np.arange(10, dtype=np.float32))
+    assert ef.residual.any()  # something to forget
     ef.encode(np.arange(3, dtype=np.float32))
+    fresh = ErrorFeedback(get_encoder("sign"))
+    fresh.encode(np.arange(3, dtype=np.float32))
     assert ef.residual.shape == (3,)
+    assert np.array_equal(ef.residual, fresh.residual)
     ef.reset()
     assert ef.residual is None
 
