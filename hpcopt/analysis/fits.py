@@ -25,11 +25,9 @@ MODEL_KERNELS = ("allreduce",)
 
 
 def records_with_arrays(log: Log) -> Iterator[tuple[dict[str, Any], dict[str, np.ndarray]]]:
-    """Every record with its run's tag and ranks filled in, and its arrays."""
-    for run in log.runs:
-        base = {"tag": run.meta.get("tag", ""), "ranks": run.meta.get("ranks")}
-        for rec, arrays in zip(run.records, run.arrays, strict=True):
-            yield {**base, **rec}, arrays
+    """Every record of :meth:`Log.records` (tag and ranks filled in) with its arrays."""
+    arrays = (a for run in log.runs for a in run.arrays)
+    return zip(log.records(), arrays, strict=True)
 
 
 def sample_time(rec: dict[str, Any], arrays: dict[str, np.ndarray], stat: str) -> float | None:
