@@ -78,11 +78,10 @@ class LogFits:
 
     def records(self) -> list[dict[str, Any]]:
         """One JSON-ready record per link, algorithm fit and prediction."""
-        out = []
-        for kind, fits in (("link", self.links), ("fit", self.algorithms)):
-            out += [{"kind": kind, "stat": self.stat, **f.record()} for f in fits]
-        out += [{"kind": "predicted", "stat": self.stat, **f.record()} for f in self.predictions]
-        return out
+        kinds = (("link", self.links), ("fit", self.algorithms), ("predicted", self.predictions))
+        return [
+            {"kind": kind, "stat": self.stat, **f.record()} for kind, fits in kinds for f in fits
+        ]
 
 
 def _link_for(links: dict[tuple[str, str], Fit], tag: str) -> Fit | None:
@@ -109,25 +108,22 @@ def fit_log(log: Log, stat: str = "avg", gamma_GBps: float | None = None) -> Log
         link = _link_for(links, tag)
         if link is None or link.beta_s is None:
             continue
-        pooled = [(a, *s) for (t, a), pts in algo_groups.items() if t == tag for s in pts]
+        mine = {algo: pts for (t, algo), pts in algo_groups.items() if t == tag}
         if gamma_GBps is not None:
             gamma, how = 1 / (gamma_GBps * 1e9), f"gamma given ({gamma_GBps:g} GB/s)"
         else:
+            pooled = [(algo, *s) for algo, pts in mine.items() for s in pts]
             gamma = fit_gamma(pooled, link.alpha_s, link.beta_s)
             how = "gamma fitted to all algorithms with alpha, beta fixed"
-        for (t, algo), pts in algo_groups.items():
-            if t != tag:
-                continue
+        note = f"alpha, beta from {link.name}; {how}"
+        for algo, pts in mine.items():
             form = form_for(algo)
             points = [
                 (p, n, s, predict(form, p, n, link.alpha_s, link.beta_s, gamma)) for p, n, s in pts
             ]
-            note = f"alpha, beta from {link.name}; {how}"
             has_gamma = gamma if form != "generic" else None
-            ranks = sorted({p for p, *_ in pts})
+            ranks, label = sorted({p for p, *_ in pts}), _label(tag, algo)
             predictions.append(
-                Fit(
-                    _label(t, algo), form, ranks, link.alpha_s, link.beta_s, has_gamma, points, note
-                )
+                Fit(label, form, ranks, link.alpha_s, link.beta_s, has_gamma, points, note)
             )
     return LogFits(list(links.values()), algorithms, predictions, stat)
