@@ -23,11 +23,10 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from hpcopt.analysis.model import FORMS, lower_bound, predict
+from hpcopt.analysis.model import FORMS, GB, lower_bound, predict
 
 __all__ = ["break_even", "break_even_table", "predict_table", "rounds_of"]
 
-GB = 1e9
 SCHEMES = ("ring", "recursive-doubling", "tree", "rabenseifner")
 
 
