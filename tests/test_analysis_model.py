@@ -76,6 +76,7 @@ def test_noisy_fits_recover_alpha_beta_gamma_within_two_percent(tmp_path: Path) 
     assert ring.gamma_s is None and "not separable" in ring.note
     assert ring.alpha_s == pytest.approx(ALPHA, rel=0.02)
     assert ring.beta_s == pytest.approx(BETA + GAMMA / 2, rel=0.02)
+    assert sorted(f.name for f in fits.predictions) == sorted(by)
     for pred in fits.predictions:
         assert pred.gamma_s == pytest.approx(GAMMA, rel=0.02)
         assert max(abs(e["rel_error"]) for e in pred.pred_error()) < 0.05
