@@ -47,6 +47,7 @@ __all__ = [
     "allgather",
     "compressed_allreduce",
     "powersgd",
+    "resolve_method",
     "summable",
     "two_phase",
     "vote",
@@ -331,10 +332,19 @@ def powersgd(
     return Result(out, nbytes, clock.times)
 
 
-def _auto(encoder: Any) -> str:
-    if getattr(encoder, "two_stage", False):
-        return "powersgd"
-    return "summable" if encoder.summable else "allgather"
+def resolve_method(encoder: Any, method: str) -> str:
+    """The path ``method`` takes for ``encoder``: ``auto`` picks powersgd for two-stage
+    encoders, else summable or allgather. UsageError for unknown or unusable methods.
+    """
+    if method not in METHODS:
+        raise UsageError(f"unknown method {method!r}; choose from: {', '.join(METHODS)}")
+    if method == "auto":
+        if getattr(encoder, "two_stage", False):
+            return "powersgd"
+        return "summable" if encoder.summable else "allgather"
+    if method == "two-phase" and hasattr(encoder, "residual"):
+        raise UsageError("two-phase encodes chunks: wrap each chunk's encoder, not the vector's")
+    return method
 
 
 _PATHS: dict[str, Callable[..., Result]] = {
@@ -351,11 +361,7 @@ def compressed_allreduce(
     algorithm: str = "native", scratch: Scratch | None = None,
 ) -> Result:  # fmt: skip
     """Sum ``x`` over ranks through ``encoder`` with ``method`` (see module docstring)."""
-    if method not in METHODS:
-        raise UsageError(f"unknown method {method!r}; choose from: {', '.join(METHODS)}")
-    path = _auto(encoder) if method == "auto" else method
-    if path == "two-phase" and hasattr(encoder, "residual"):
-        raise UsageError("two-phase encodes chunks: wrap each chunk's encoder, not the vector's")
+    path = resolve_method(encoder, method)
     kwargs: dict[str, Any] = {"step": step, "scratch": scratch}
     if path in ("summable", "powersgd"):
         kwargs["algorithm"] = algorithm

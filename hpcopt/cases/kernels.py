@@ -15,7 +15,7 @@ from hpcopt.cases.compressed import CompressCase, CompressedAllreduceCase, make_
 from hpcopt.cases.p2p import PingPongCase, StreamCase
 from hpcopt.collectives import BoundAlgorithm, parse_algorithms
 from hpcopt.collectives._p2p import op_by_name
-from hpcopt.compressed import METHODS
+from hpcopt.compressed import METHODS, resolve_method
 from hpcopt.encoders import available
 from hpcopt.errors import UsageError
 from hpcopt.harness import Case
@@ -54,16 +54,12 @@ def allreduce_parser(description: str | None) -> KernelParser:
     return parser
 
 
-def resolve_method(encoder: Any, method: str) -> str:
-    """The aggregation path ``auto`` picks for ``encoder``, or ``method`` as given."""
+def _method_for(encoder: Any, method: str) -> str:
+    """The compressed path for ``encoder``; PowerSGD's two sums take no --ef wrapper here."""
     inner = getattr(encoder, "encoder", encoder)
     if getattr(inner, "two_stage", False) and inner is not encoder:
         raise UsageError("powersgd has no --ef wrapper here: its payload is two allreduces")
-    if method != "auto":
-        return method
-    if getattr(encoder, "two_stage", False):
-        return "powersgd"
-    return "summable" if encoder.summable else "allgather"
+    return resolve_method(encoder, method)
 
 
 def _check_summable_dtype(spec: str, encoder: Any, algos: list[BoundAlgorithm]) -> None:
@@ -85,7 +81,7 @@ def _compressed_cases(
     cases: list[Case] = []
     for spec in args.encoder:
         encoder = make_encoder(spec, comm.rank, args.ef)
-        path = resolve_method(encoder, args.method)
+        path = _method_for(encoder, args.method)
         core = algos if path in ("summable", "powersgd") else [None]
         if path == "summable":
             _check_summable_dtype(spec, encoder, core)
