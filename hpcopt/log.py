@@ -16,7 +16,10 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import select
+import signal
 import sys
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +44,7 @@ __all__ = [
 
 FORMAT = "hpcopt-log"
 SCHEMA_VERSION = 1
+READ_TIMEOUT_S = 120.0  # a damaged file can send libhdf5 into a very long loop
 REQUIRED_RECORD_FIELDS = ("kernel", "algo", "encoder")
 INT_FIELDS = ("size_bytes", "ranks", "iters", "wire_bytes", "wrong")
 Scalar = str | int | float | bool
@@ -287,8 +291,7 @@ def _read_in_child(path: Path) -> Log:
         finally:
             os._exit(0)
     os.close(wfd)
-    with os.fdopen(rfd, "rb") as inp:
-        data = inp.read()
+    data = _collect(rfd, pid, path)
     _, status = os.waitpid(pid, 0)
     if not data:
         how = f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status) else "no result"
@@ -297,6 +300,25 @@ def _read_in_child(path: Path) -> Log:
     if kind == "error":
         raise LogError(payload)
     return payload
+
+
+def _collect(rfd: int, pid: int, path: Path) -> bytes:
+    """The child's whole answer; LogError (child killed) if it takes over READ_TIMEOUT_S."""
+    deadline, chunks = time.monotonic() + READ_TIMEOUT_S, []
+    with os.fdopen(rfd, "rb", buffering=0) as inp:
+        while True:
+            ready, _, _ = select.select([inp], [], [], max(deadline - time.monotonic(), 0))
+            if not ready:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                raise LogError(
+                    f"{path}: unreadable log (the HDF5 library did not finish reading it "
+                    f"in {READ_TIMEOUT_S:g} s)"
+                )
+            chunk = inp.read(1 << 20)
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
 
 
 def read_log(path: str | Path) -> Log:

@@ -117,3 +117,18 @@ def test_record_without_required_fields_is_rejected(tmp_path: Path) -> None:
         run.create_group("records").create_group("000000").attrs["kernel"] = "allreduce"
     with pytest.raises(LogError, match="missing field"):
         read_log(path)
+
+
+def test_a_read_that_never_finishes_is_cut_off(tmp_path: Path, monkeypatch) -> None:
+    import time
+
+    import hpcopt.log as log_module
+
+    path = LogWriter(tmp_path / "slow.h5").close()
+    monkeypatch.setattr(log_module, "READ_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(log_module, "_read_checked", lambda p: time.sleep(30))
+    monkeypatch.setattr(log_module, "_may_fork", lambda: True)  # the child only sleeps
+    started = time.monotonic()
+    with pytest.raises(LogError, match="did not finish"):
+        read_log(path)
+    assert time.monotonic() - started < 10
