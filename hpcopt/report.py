@@ -12,7 +12,7 @@ from typing import Any
 from hpcopt.errors import UsageError
 from hpcopt.log import Log
 
-__all__ = ["FORMATS", "REPORT_FIELDS", "render", "report_records"]
+__all__ = ["FORMATS", "REPORT_FIELDS", "render", "report_records", "text_table"]
 
 FORMATS = ("table", "json", "csv")
 
@@ -92,22 +92,21 @@ def _cell(value: Any, scale: float, fmt: str) -> str:
         return str(value)
 
 
+def text_table(head: Sequence[str], body: Sequence[Sequence[str]]) -> str:
+    """Right-aligned columns, two spaces apart."""
+    rows = [list(head), *map(list, body)]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    return "\n".join("  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in rows)
+
+
 def _table(records: Sequence[dict[str, Any]]) -> str:
-    lines: list[str] = []
+    blocks: list[str] = []
     for kernel in dict.fromkeys(r["kernel"] for r in records):
         group = [r for r in records if r["kernel"] == kernel]
         cols = [c for c in _TABLE_COLUMNS if any(r.get(c[0]) not in (None, "") for r in group)]
         rows = [[_cell(r.get(f), s, fmt) for f, _, s, fmt in cols] for r in group]
-        widths = [
-            max(len(h), *(len(row[i]) for row in rows)) for i, (_, h, _, _) in enumerate(cols)
-        ]
-        lines.append(f"# kernel: {kernel}")
-        lines.append("  ".join(h.rjust(w) for (_, h, _, _), w in zip(cols, widths, strict=True)))
-        lines.extend(
-            "  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in rows
-        )
-        lines.append("")
-    return "\n".join(lines)
+        blocks.append(f"# kernel: {kernel}\n{text_table([c[1] for c in cols], rows)}\n")
+    return "\n".join(blocks)
 
 
 def _csv(records: Sequence[dict[str, Any]]) -> str:

@@ -7,14 +7,9 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from hpcopt.report import text_table
+
 __all__ = ["fmt_num", "text_table", "to_json"]
-
-
-def text_table(head: Sequence[str], body: Sequence[Sequence[str]]) -> str:
-    """Right-aligned columns, two spaces apart."""
-    rows = [list(head), *map(list, body)]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
-    return "\n".join("  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in rows)
 
 
 def fmt_num(value: Any, spec: str = ".3g", scale: float = 1.0) -> str:
