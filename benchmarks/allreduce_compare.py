@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hpcopt.launch import run_kernel_checked
+from hpcopt.launch import spawn_kernel_checked
 from hpcopt.log import read_log
 from hpcopt.specs import parse_size
 
@@ -28,7 +28,7 @@ ALGOS = "native,native-oop,ring,ring-pipelined,tree,recursive-doubling,rabenseif
 
 def kernel(log: Path, size: int, iters: int, algos: str) -> dict[str, dict]:
     flags = ["--algo", algos, "-b", str(size), "-e", str(size), "-n", str(iters)]
-    run_kernel_checked(
+    spawn_kernel_checked(
         "allreduce", 2, [*flags, "--fixed-iters", "-w", "5", "-c", "0", "-q", "-o", str(log)]
     )
     return {r["algo"]: r for r in read_log(log).records()}

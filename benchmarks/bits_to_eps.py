@@ -13,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from hpcopt.launch import run_kernel
+from hpcopt.launch import spawn_kernel
 from hpcopt.log import read_log
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,9 +25,9 @@ METHODS = {
     "sync+sign+EF": ["--algo", "sync", "--encoder", "sign", "--ef"],
     "sync+topk1%+EF": ["--algo", "sync", "--encoder", "topk:ratio=0.01", "--ef"],
     "sync+powersgd+EF": ["--algo", "sync", "--encoder", "powersgd:r=2", "--ef"],
-    "local H=8": ["--algo", "local", "--local-steps", "8"],
-    "choco+topk1% ring": ["--algo", "choco", "--topology", "ring", "--encoder",
-                          "topk:ratio=0.01", "--gamma", "0.05"],
+    "local H=8": ["--algo", "local:steps=8"],
+    "choco+topk1% ring": ["--algo", "choco:topology=ring,gamma=0.05", "--encoder",
+                          "topk:ratio=0.01"],
 }  # fmt: skip
 
 
@@ -37,7 +37,7 @@ def run(label: str, args: argparse.Namespace, out: Path) -> dict:
     flags = [*METHODS[label], "--problem", args.problem, "--eps", str(args.eps),
              "--max-iters", str(args.max_iters), "--eval-every", str(args.eval_every),
              "-o", str(log), "--overwrite", "-q", "--tag", "bits_to_eps"]  # fmt: skip
-    proc = run_kernel("train", args.ranks, flags, timeout_s=600, capture=True)
+    proc = spawn_kernel("train", args.ranks, flags, timeout_s=600, capture=True)
     if proc.returncode != 0:
         sys.exit(f"{label}: train failed:\n{proc.stderr[-2000:]}")
     runlog = read_log(log).runs[0]

@@ -18,7 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from hpcopt.launch import find_mpiexec, launch_env, run_kernel_checked
+from hpcopt.launch import find_mpiexec, launch_env, spawn_kernel_checked
 from hpcopt.log import read_log
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,7 +51,7 @@ def run_c(exe: Path, args: argparse.Namespace, size: int) -> dict[int, float]:
 def run_py(workdir: Path, args: argparse.Namespace, size: int) -> dict[int, float]:
     log = workdir / f"py{size}.h5"
     sweep = ["-b", str(size), "-e", str(size), "-n", str(args.iters), "-w", str(args.warmup)]
-    run_kernel_checked(
+    spawn_kernel_checked(
         "allreduce", 2, ["--algo", "native", *sweep, "-c", "0", "-q", "--overwrite", "-o", str(log)]
     )
     return {r["size_bytes"]: r["t_avg_s"] * 1e6 for r in read_log(log).records()}

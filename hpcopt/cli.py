@@ -61,8 +61,8 @@ def cmd_suite(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Print a log's records as a table, JSON or CSV."""
+    from hpcopt.analysis.report import render, report_records
     from hpcopt.log import read_log
-    from hpcopt.report import render, report_records
 
     log = read_log(args.file)
     records = report_records(log)

@@ -22,7 +22,7 @@ def _load() -> ModuleType | None:
     if os.environ.get("HPCOPT_NO_F16C", "") not in ("", "0"):
         return None
     try:
-        from hpcopt import _halfcast
+        from hpcopt import _halfcast  # type: ignore[attr-defined]
     except ImportError:
         return None
     return _halfcast if _halfcast.supported() else None

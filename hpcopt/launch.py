@@ -17,8 +17,8 @@ __all__ = [
     "kernel_path",
     "launch_env",
     "mpiexec_command",
-    "run_kernel",
-    "run_kernel_checked",
+    "spawn_kernel",
+    "spawn_kernel_checked",
 ]
 
 KERNELS_DIR = Path(__file__).resolve().parents[1] / "kernels"
@@ -75,15 +75,15 @@ def launch_env(timeout_s: int) -> dict[str, str]:
     return env
 
 
-def run_kernel_checked(name: str, ranks: int, args: list[str], *, timeout_s: int = 600) -> None:
+def spawn_kernel_checked(name: str, ranks: int, args: list[str], *, timeout_s: int = 600) -> None:
     """Run a kernel quietly; UsageError with its last output lines when it fails."""
-    proc = run_kernel(name, ranks, args, timeout_s=timeout_s, capture=True)
+    proc = spawn_kernel(name, ranks, args, timeout_s=timeout_s, capture=True)
     if proc.returncode != 0:
         tail = " | ".join((proc.stderr or proc.stdout or "").strip().splitlines()[-3:])
         raise UsageError(f"kernel {name} failed (exit {proc.returncode}): {tail}")
 
 
-def run_kernel(
+def spawn_kernel(
     name: str, ranks: int, args: list[str], *, timeout_s: int = 600, capture: bool = False
 ) -> subprocess.CompletedProcess[str]:
     """Run ``kernels/NAME.py`` under mpiexec; the whole job is killed after ``timeout_s``."""

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from hpcopt.errors import UsageError
+from hpcopt.record import FIELDS
 
 __all__ = [
     "FORMAT",
@@ -45,8 +46,8 @@ __all__ = [
 FORMAT = "hpcopt-log"
 SCHEMA_VERSION = 1
 READ_TIMEOUT_S = 120.0  # a damaged file can send libhdf5 into a very long loop
-REQUIRED_RECORD_FIELDS = ("kernel", "algo", "encoder")
-INT_FIELDS = ("size_bytes", "ranks", "iters", "wire_bytes", "wrong")
+REQUIRED_RECORD_FIELDS = tuple(name for name, f in FIELDS.items() if f.required)
+INT_FIELDS = tuple(name for name, f in FIELDS.items() if f.kind is int)
 Scalar = str | int | float | bool
 
 
@@ -304,7 +305,7 @@ def _read_in_child(path: Path) -> Log:
 
 def _collect(rfd: int, pid: int, path: Path) -> bytes:
     """The child's whole answer; LogError (child killed) if it takes over READ_TIMEOUT_S."""
-    deadline, chunks = time.monotonic() + READ_TIMEOUT_S, []
+    deadline, chunks = time.monotonic() + READ_TIMEOUT_S, list[bytes]()
     with os.fdopen(rfd, "rb", buffering=0) as inp:
         while True:
             ready, _, _ = select.select([inp], [], [], max(deadline - time.monotonic(), 0))

@@ -97,7 +97,7 @@ def collect_meta(
 ) -> dict[str, Any]:
     """Gather per-rank host facts to rank 0 and return the run's metadata there."""
     per_rank = comm.gather((socket.gethostname(), cpu_model()), root=0)
-    if comm.rank != 0:
+    if per_rank is None:  # not rank 0
         return {}
     hosts = [h for h, _ in per_rank]
     meta: dict[str, Any] = {

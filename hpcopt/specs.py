@@ -1,12 +1,38 @@
-"""Parsing of ``NAME[:key=value,...]`` spec strings and of byte sizes with K/M/G suffixes."""
+"""Spec strings ``NAME[:key=value,...]``, lists of them, byte sizes, and option value parsers.
+
+A value parser takes the option's text and returns the value, or raises ValueError whose
+message says what was expected ("a positive integer"); the registry turns that into one
+line for the user.
+"""
 
 from __future__ import annotations
 
+import math
 import re
+from collections.abc import Callable
 
 from hpcopt.errors import UsageError
 
-__all__ = ["format_size", "parse_size", "parse_spec"]
+__all__ = [
+    "boolean",
+    "choice",
+    "format_size",
+    "fraction",
+    "integer",
+    "nonnegative_int",
+    "nonnegative_real",
+    "open_unit_interval",
+    "parse_size",
+    "parse_spec",
+    "positive_int",
+    "positive_real",
+    "positive_size",
+    "real",
+    "size",
+    "split_specs",
+    "text",
+    "unit_interval",
+]
 
 _SIZE = re.compile(r"^\s*(\d+)\s*([KMGT]?)(I?B?)\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
@@ -35,14 +61,155 @@ def format_size(nbytes: int) -> str:
 
 
 def parse_spec(spec: str, what: str) -> tuple[str, dict[str, str]]:
-    """Split ``NAME:key=value,key=value`` into the name and its raw options."""
+    """Split ``NAME:key=value,key=value`` into the name and its raw options (keys once each)."""
     name, _, rest = spec.strip().partition(":")
+    name = name.strip()
     if not name:
         raise UsageError(f"empty {what} name in {spec!r}")
     options: dict[str, str] = {}
     for item in filter(None, (part.strip() for part in rest.split(","))):
-        key, eq, value = item.partition("=")
-        if not eq or not key.strip():
-            raise UsageError(f"bad {what} option {item!r} in {spec!r}; expected key=value")
-        options[key.strip()] = value.strip()
+        key, eq, value = (s.strip() for s in item.partition("="))
+        if not eq or not key or not value:
+            raise UsageError(f"{what} {name}: {item!r} is not key=value")
+        if key in options:
+            raise UsageError(f"{what} {name}: option {key} given twice")
+        options[key] = value
     return name, options
+
+
+def split_specs(text: str, what: str) -> list[str]:
+    """A comma list of specs whose options also use commas: ``a:k=1,j=2,b`` is [a:k=1,j=2; b].
+
+    An item with ``=`` and no ``:`` continues the previous spec's options.
+    """
+    specs: list[str] = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        if "=" in item and ":" not in item:
+            if not specs:
+                raise UsageError(f"{what} list {text!r} starts with an option, not a name")
+            specs[-1] += "," + item
+        else:
+            specs.append(item)
+    if not specs:
+        raise UsageError(f"no {what} given")
+    duplicates = sorted({s for s in specs if specs.count(s) > 1})
+    if duplicates:
+        raise UsageError(f"{what} {duplicates[0]} given twice")
+    return specs
+
+
+def integer(value: str) -> int:
+    """A whole number written as digits (not 1e5 or 1.0)."""
+    try:
+        return int(value.strip(), 10)
+    except ValueError:
+        raise ValueError("an integer") from None
+
+
+def positive_int(value: str) -> int:
+    """An integer >= 1."""
+    number = integer(value)
+    if number < 1:
+        raise ValueError("a positive integer")
+    return number
+
+
+def nonnegative_int(value: str) -> int:
+    """An integer >= 0."""
+    number = integer(value)
+    if number < 0:
+        raise ValueError("an integer >= 0")
+    return number
+
+
+def real(value: str) -> float:
+    """A finite number."""
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError("a number") from None
+    if not math.isfinite(number):
+        raise ValueError("a finite number")
+    return number
+
+
+def positive_real(value: str) -> float:
+    """A finite number > 0."""
+    number = real(value)
+    if number <= 0:
+        raise ValueError("a number > 0")
+    return number
+
+
+def nonnegative_real(value: str) -> float:
+    """A finite number >= 0."""
+    number = real(value)
+    if number < 0:
+        raise ValueError("a number >= 0")
+    return number
+
+
+def fraction(value: str) -> float:
+    """A number in (0, 1]."""
+    number = real(value)
+    if not 0 < number <= 1:
+        raise ValueError("a number in (0, 1]")
+    return number
+
+
+def boolean(value: str) -> bool:
+    """0/1, true/false, yes/no."""
+    word = value.strip().lower()
+    if word not in ("0", "1", "true", "false", "yes", "no"):
+        raise ValueError("0 or 1 (true/false, yes/no)")
+    return word in ("1", "true", "yes")
+
+
+def size(value: str) -> int:
+    """A byte size such as 64K."""
+    try:
+        return parse_size(value)
+    except UsageError:
+        raise ValueError("a size such as 64K or 1M") from None
+
+
+def positive_size(value: str) -> int:
+    """A byte size of at least one byte."""
+    number = size(value)
+    if number < 1:
+        raise ValueError("a size of at least 1 byte")
+    return number
+
+
+def text(value: str) -> str:
+    """Any text."""
+    return value
+
+
+def choice(*allowed: str) -> Callable[[str], str]:
+    """A parser that accepts one of ``allowed``."""
+
+    def parse(value: str) -> str:
+        if value not in allowed:
+            raise ValueError(f"one of {', '.join(allowed)}")
+        return value
+
+    return parse
+
+
+def unit_interval(value: str) -> float:
+    """A number in [0, 1]."""
+    number = real(value)
+    if not 0 <= number <= 1:
+        raise ValueError("a number in [0, 1]")
+    return number
+
+
+def open_unit_interval(value: str) -> float:
+    """A number in (0, 1)."""
+    number = real(value)
+    if not 0 < number < 1:
+        raise ValueError("a number in (0, 1)")
+    return number

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from hpcopt.errors import UsageError
-from hpcopt.launch import run_kernel_checked
+from hpcopt.launch import spawn_kernel_checked
 from hpcopt.log import check_output_path, merge_logs, partial_path, read_log
 from hpcopt.specs import format_size
 
@@ -38,7 +38,7 @@ def _plan(ranks: int, maxbytes: str) -> list[tuple[str, int, list[str]]]:
 def _run_one(name: str, ranks: int, args: list[str], log: Path) -> None:
     started = time.monotonic()
     print(f"# running {name} on {ranks} ranks ...", flush=True)
-    run_kernel_checked(name, ranks, [*args, "-o", str(log), "-q"], timeout_s=KERNEL_TIMEOUT_S)
+    spawn_kernel_checked(name, ranks, [*args, "-o", str(log), "-q"], timeout_s=KERNEL_TIMEOUT_S)
     print(f"#   done in {time.monotonic() - started:.1f} s", flush=True)
 
 
@@ -88,6 +88,8 @@ def summary(path: Path) -> str:
                 _pick(coll, algo=algo, size_bytes=large),
             )
             wrong = sum(r["wrong"] for r in coll if r["algo"] == algo)
+            if lo is None or hi is None:
+                continue
             lines.append(
                 f"{algo:<22}{lo['t_avg_s'] * 1e6:>14.2f}{hi['busbw_GBps']:>24.3f}{wrong:>7d}"
             )

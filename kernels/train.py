@@ -3,14 +3,9 @@
 Run with ``mpiexec -n N python kernels/train.py [flags]``; ``--help`` lists them.
 """
 
-import os
 import sys
 
-# One BLAS thread per rank: the ranks already fill the cores (set before NumPy loads).
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-
-from hpcopt.optim.kernel import main
+from hpcopt.kernels import run
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run("train"))

@@ -116,12 +116,13 @@ def _compress_records(paths: list[str]) -> list[dict[str, Any]]:
 
 
 def _predict_text(rows: list[dict[str, Any]], even: list[dict[str, Any]], note: str) -> str:
-    from hpcopt.analysis.predict import SCHEMES
+    from hpcopt.analysis.predict import schemes
     from hpcopt.analysis.text import fmt_num, text_table
 
-    head = ["size(B)", *(f"{s}(us)" for s in SCHEMES), "bound(us)", "best"]
+    names = schemes()
+    head = ["size(B)", *(f"{s}(us)" for s in names), "bound(us)", "best"]
     body = [
-        [str(r["size_bytes"]), *(fmt_num(r[f"{s}_s"], ".4g", 1e6) for s in SCHEMES),
+        [str(r["size_bytes"]), *(fmt_num(r[f"{s}_s"], ".4g", 1e6) for s in names),
          fmt_num(r["lower_bound_s"], ".4g", 1e6), r["best"]]
         for r in rows
     ]  # fmt: skip

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from hpcopt.analysis.model import Fit, coefficients, fit_linear, form_for, predict
+from hpcopt.analysis.model import Fit, coefficients, fit_linear, form_for, forms, predict
 from hpcopt.log import Log
 
 __all__ = ["STATS", "LogFits", "fit_log", "records_with_arrays", "sample_time"]
@@ -42,19 +42,25 @@ def sample_time(rec: dict[str, Any], arrays: dict[str, np.ndarray], stat: str) -
     return float(value)
 
 
-def _groups(log: Log, kernels: tuple[str, ...], stat: str) -> dict[tuple[str, str], list]:
-    groups: dict[tuple[str, str], list[tuple[int, int, float]]] = defaultdict(list)
+GroupKey = tuple[str, str, str]  # (tag, algo, encoder)
+
+
+def _groups(log: Log, kernels: tuple[str, ...], stat: str) -> dict[GroupKey, list]:
+    """Samples (ranks, bytes, seconds) per (tag, algorithm, encoder): one fit each."""
+    groups: dict[GroupKey, list[tuple[int, int, float]]] = defaultdict(list)
     for rec, arrays in records_with_arrays(log):
         if rec.get("kernel") not in kernels:
             continue
         p, n, t = rec.get("ranks"), rec.get("size_bytes"), sample_time(rec, arrays, stat)
         if isinstance(p, int) and isinstance(n, int) and p >= 2 and n > 0 and t is not None:
-            groups[(str(rec.get("tag") or ""), str(rec["algo"]))].append((p, n, t))
+            key = (str(rec.get("tag") or ""), str(rec["algo"]), str(rec.get("encoder") or "none"))
+            groups[key].append((p, n, t))
     return groups
 
 
-def _label(tag: str, algo: str) -> str:
-    return f"{tag}/{algo}" if tag else algo
+def _label(tag: str, algo: str, encoder: str) -> str:
+    name = algo if encoder == "none" else f"{algo}[{encoder}]"
+    return f"{tag}/{name}" if tag else name
 
 
 def fit_gamma(samples: list[tuple[str, int, int, float]], alpha: float, beta: float) -> float:
@@ -84,14 +90,18 @@ class LogFits:
         ]
 
 
-def _link_for(links: dict[tuple[str, str], Fit], tag: str) -> Fit | None:
-    return links.get((tag, "pingpong")) or links.get((tag, "stream"))
+def _link_for(links: dict[GroupKey, Fit], tag: str) -> Fit | None:
+    return links.get((tag, "pingpong", "none")) or links.get((tag, "stream", "none"))
 
 
 def fit_log(log: Log, stat: str = "avg", gamma_GBps: float | None = None) -> LogFits:
-    """Fit every p2p link and allreduce algorithm of ``log``; predict from the links."""
+    """Fit every p2p link and allreduce (algorithm, encoder) of ``log``; predict from links.
+
+    Predictions from a link cover uncompressed algorithms only: a compressed one also
+    spends time encoding and decoding, which α, β and γ do not describe.
+    """
     links = {
-        key: fit_linear(_label(*key), "hockney", pts)
+        key: fit_linear(_label(*key), form_for(key[1], "p2p"), pts)
         for key, pts in sorted(_groups(log, LINK_KERNELS, stat).items())
         if len({n for _, n, _ in pts}) >= 2
     }
@@ -104,11 +114,13 @@ def fit_log(log: Log, stat: str = "avg", gamma_GBps: float | None = None) -> Log
         fit_linear(_label(*key), form_for(key[1]), pts) for key, pts in algo_groups.items()
     ]
     predictions = []
-    for tag in sorted({tag for tag, _ in algo_groups}):
+    for tag in sorted({tag for tag, _, _ in algo_groups}):
         link = _link_for(links, tag)
         if link is None or link.beta_s is None:
             continue
-        mine = {algo: pts for (t, algo), pts in algo_groups.items() if t == tag}
+        mine = {
+            algo: pts for (t, algo, enc), pts in algo_groups.items() if t == tag and enc == "none"
+        }
         if gamma_GBps is not None:
             gamma, how = 1 / (gamma_GBps * 1e9), f"gamma given ({gamma_GBps:g} GB/s)"
         else:
@@ -121,8 +133,8 @@ def fit_log(log: Log, stat: str = "avg", gamma_GBps: float | None = None) -> Log
             points = [
                 (p, n, s, predict(form, p, n, link.alpha_s, link.beta_s, gamma)) for p, n, s in pts
             ]
-            has_gamma = gamma if form != "generic" else None
-            ranks, label = sorted({p for p, *_ in pts}), _label(tag, algo)
+            has_gamma = gamma if forms()[form].separates_gamma else None
+            ranks, label = sorted({p for p, *_ in pts}), _label(tag, algo, "none")
             predictions.append(
                 Fit(label, form, ranks, link.alpha_s, link.beta_s, has_gamma, points, note)
             )

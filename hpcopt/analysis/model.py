@@ -14,67 +14,45 @@ from typing import Any
 
 import numpy as np
 
+from hpcopt.collectives import ALLREDUCE, cost_form
+from hpcopt.collectives.cost import GENERIC, HOCKNEY, Coefficients, CostForm
+
 __all__ = [
-    "FORMS",
     "Fit",
     "coefficients",
     "fit_linear",
     "form_for",
+    "forms",
     "lower_bound",
     "predict",
 ]
 
 GB = 1e9
 
-# Closed form used for each algorithm; anything else gets the generic α + n·β.
-FORMS = {
-    "ring": "ring",
-    "ring-pipelined": "ring",
-    "recursive-doubling": "recursive-doubling",
-    "tree": "tree",
-    "rabenseifner": "rabenseifner",
-    "native": "generic",
-    "native-oop": "generic",
-    "hierarchical": "generic",
-    "pingpong": "hockney",
-    "stream": "hockney",
-}
+
+def forms() -> dict[str, CostForm]:
+    """Every known closed form by name: the link model and each registered algorithm's."""
+    known = {f.name: f for f in (HOCKNEY, GENERIC)}
+    for name in ALLREDUCE.names():
+        cost = ALLREDUCE[name].info["cost"]
+        known.setdefault(cost.name, cost)
+    return known
 
 
-def form_for(algo: str) -> str:
-    """The closed form of an algorithm label such as ``ring-pipelined:segment=64K``."""
-    return FORMS.get(algo.split(":")[0], "generic")
+def form_for(algo: str, kernel: str = "allreduce") -> str:
+    """The form name of a record's algorithm: p2p patterns are links, algorithms their own."""
+    if kernel == "p2p":
+        return HOCKNEY.name
+    found = cost_form(algo)
+    return found.name if found is not None else GENERIC.name
 
 
-def _fold(p: int) -> tuple[int, int]:
-    """(⌊log2 p⌋, 1 if p is not a power of two): non-powers fold the extra ranks first."""
-    if p < 1:
-        raise ValueError(f"ranks must be >= 1, got {p}")
-    k = p.bit_length() - 1
-    return k, int(p != 1 << k)
-
-
-def coefficients(form: str, p: int, n: float) -> tuple[float, float, float]:
+def coefficients(form: str, p: int, n: float) -> Coefficients:
     """(a, b, c) with ``t = a·α + b·β + c·γ`` for ``form`` at p ranks and n bytes."""
-    if form in ("hockney", "generic"):
-        return 1.0, float(n), 0.0
-    if p == 1:
-        return 0.0, 0.0, 0.0
-    share = (p - 1) / p
-    k, extra = _fold(p)
-    if form == "ring":
-        return 2.0 * (p - 1), 2 * share * n, share * n
-    if form == "recursive-doubling":
-        # Power of two: log2 p exchanges; otherwise fold in and out (2 sends, 1 sum more).
-        return float(k + 2 * extra), float((k + 2 * extra) * n), float((k + extra) * n)
-    if form == "tree":
-        depth = math.ceil(math.log2(p))
-        return 2.0 * depth, 2.0 * depth * n, float(depth * n)
-    if form == "rabenseifner":
-        q = 1 << k
-        inner = (q - 1) / q
-        return 2.0 * k + 2 * extra, (2 * inner + 2 * extra) * n, (inner + extra) * n
-    raise ValueError(f"unknown cost model {form!r}")
+    found = forms().get(form)
+    if found is None:
+        raise ValueError(f"unknown cost model {form!r}")
+    return found.coefficients(p, n)
 
 
 def predict(form: str, p: int, n: float, alpha: float, beta: float, gamma: float = 0.0) -> float:
@@ -196,5 +174,5 @@ def fit_linear(
     gamma_s = gamma if gamma is not None else gamma_s
     ranks = sorted({p for p, _, _ in samples})
     points = [(p, n, s, predict(form, p, n, alpha_s, beta_s, gamma_s)) for p, n, s in samples]
-    has_gamma = form not in ("hockney", "generic") and not note
+    has_gamma = forms()[form].separates_gamma and not note
     return Fit(name, form, ranks, alpha_s, beta_s, gamma_s if has_gamma else None, points, note)

@@ -23,11 +23,14 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from hpcopt.analysis.model import FORMS, GB, lower_bound, predict
+from hpcopt.analysis.model import GB, forms, lower_bound, predict
 
-__all__ = ["break_even", "break_even_table", "predict_table", "rounds_of"]
+__all__ = ["break_even", "break_even_table", "predict_table", "rounds_of", "schemes"]
 
-SCHEMES = ("ring", "recursive-doubling", "tree", "rabenseifner")
+
+def schemes() -> list[str]:
+    """The closed forms a prediction compares: every registered algorithm's but the generic."""
+    return [name for name, form in forms().items() if form.separates_gamma]
 
 
 def predict_table(
@@ -37,7 +40,7 @@ def predict_table(
     rows = []
     for n in sizes:
         row: dict[str, Any] = {"ranks": p, "size_bytes": n}
-        times = {name: predict(FORMS[name], p, n, alpha, beta, gamma) for name in SCHEMES}
+        times = {name: predict(name, p, n, alpha, beta, gamma) for name in schemes()}
         row.update({f"{name}_s": t for name, t in times.items()})
         row["lower_bound_s"] = lower_bound(p, n, alpha, beta)
         row["best"] = min(times, key=times.__getitem__)

@@ -1,4 +1,4 @@
-"""Plain-text tables and JSON output shared by the analysis commands."""
+"""Plain-text tables and JSON output shared by the report and the analysis commands."""
 
 from __future__ import annotations
 
@@ -6,8 +6,6 @@ import json
 import math
 from collections.abc import Sequence
 from typing import Any
-
-from hpcopt.report import text_table
 
 __all__ = ["fmt_num", "text_table", "to_json"]
 
@@ -19,6 +17,13 @@ def fmt_num(value: Any, spec: str = ".3g", scale: float = 1.0) -> str:
     if math.isinf(value):
         return "inf" if value > 0 else "-inf"
     return format(value * scale, spec)
+
+
+def text_table(head: Sequence[str], body: Sequence[Sequence[str]]) -> str:
+    """Right-aligned columns, two spaces apart."""
+    rows = [list(head), *map(list, body)]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    return "\n".join("  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in rows)
 
 
 def _safe(value: Any) -> Any:

@@ -13,8 +13,12 @@ from mpi4py import MPI
 
 from hpcopt.backend import Scratch
 from hpcopt.collectives._p2p import scratch_for
+from hpcopt.collectives.cost import GENERIC
+from hpcopt.collectives.registry import register
 from hpcopt.collectives.ring import ring
 from hpcopt.collectives.tree import binomial_bcast, binomial_reduce
+from hpcopt.registry import Option
+from hpcopt.specs import positive_int
 
 __all__ = ["hierarchical", "node_comms"]
 
@@ -36,7 +40,7 @@ def node_comms(comm: MPI.Comm, ranks_per_node: int = 0) -> tuple[MPI.Comm, MPI.C
     keyval = _KEYVAL.get(ranks_per_node)
     if keyval is None:
         keyval = _KEYVAL[ranks_per_node] = MPI.Comm.Create_keyval()
-    cached = comm.Get_attr(keyval)
+    cached: tuple[MPI.Comm, MPI.Comm] | None = comm.Get_attr(keyval)  # type: ignore[assignment]
     if cached is None:
         cached = _split(comm, ranks_per_node)
         comm.Set_attr(keyval, cached)
@@ -62,3 +66,14 @@ def hierarchical(
     if node.size > 1:
         sent += binomial_bcast(node, buf)
     return sent
+
+
+register(
+    "hierarchical",
+    hierarchical,
+    cost=GENERIC,
+    options=(
+        Option("ppn", positive_int, 0, "ranks per emulated node (default: shared memory)",
+               arg="ranks_per_node"),
+    ),
+)  # fmt: skip

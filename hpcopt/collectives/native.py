@@ -10,6 +10,8 @@ from mpi4py import MPI
 
 from hpcopt.backend import Scratch, array_module, is_device_array, sync
 from hpcopt.collectives._p2p import mpi_spec, scratch_for
+from hpcopt.collectives.cost import GENERIC
+from hpcopt.collectives.registry import register
 
 __all__ = ["bind_native", "native_in_place", "native_out_of_place"]
 
@@ -55,3 +57,7 @@ def bind_native(
     if out is None:
         return functools.partial(comm.Allreduce, MPI.IN_PLACE, mpi_spec(buf), op)
     return functools.partial(comm.Allreduce, mpi_spec(buf), mpi_spec(out), op)
+
+
+register("native", native_in_place, cost=GENERIC, binder=bind_native)
+register("native-oop", native_out_of_place, cost=GENERIC, out_of_place=True, binder=bind_native)

@@ -9,8 +9,10 @@ from mpi4py import MPI
 from hpcopt.backend import Scratch
 from hpcopt.collectives._fold import fold_in, fold_out, largest_pof2, real_rank
 from hpcopt.collectives._p2p import chunk_bounds, reducer, scratch_for, sendrecv
+from hpcopt.collectives.cost import Coefficients, CostForm, fold_split
+from hpcopt.collectives.registry import register
 
-__all__ = ["rabenseifner"]
+__all__ = ["RABENSEIFNER_COST", "rabenseifner"]
 
 
 def _halving(comm: MPI.Comm, buf: Any, newrank: int, op: MPI.Op, scratch: Scratch) -> int:
@@ -63,3 +65,17 @@ def rabenseifner(
         sent += _halving(comm, buf, newrank, op, scratch)
         sent += _doubling_allgather(comm, buf, newrank)
     return sent + fold_out(comm, buf)
+
+
+def _rabenseifner_cost(p: int, n: float) -> Coefficients:
+    if p == 1:
+        return 0.0, 0.0, 0.0
+    k, extra = fold_split(p)
+    inner = ((1 << k) - 1) / (1 << k)
+    return 2.0 * k + 2 * extra, (2 * inner + 2 * extra) * n, (inner + extra) * n
+
+
+RABENSEIFNER_COST = CostForm(
+    "rabenseifner", _rabenseifner_cost, "2*log2 p*a + 2(p-1)/p*n*b + (p-1)/p*n*g, plus the fold"
+)
+register("rabenseifner", rabenseifner, cost=RABENSEIFNER_COST)

@@ -9,8 +9,10 @@ from mpi4py import MPI
 from hpcopt.backend import Scratch
 from hpcopt.collectives._fold import fold_in, fold_out, largest_pof2, real_rank
 from hpcopt.collectives._p2p import reducer, scratch_for, sendrecv
+from hpcopt.collectives.cost import Coefficients, CostForm, fold_split
+from hpcopt.collectives.registry import register
 
-__all__ = ["recursive_doubling"]
+__all__ = ["RECURSIVE_DOUBLING_COST", "recursive_doubling"]
 
 
 def recursive_doubling(
@@ -33,3 +35,17 @@ def recursive_doubling(
             reduce_into(buf, tmp)
             mask <<= 1
     return sent + fold_out(comm, buf)
+
+
+def _recursive_doubling_cost(p: int, n: float) -> Coefficients:
+    if p == 1:
+        return 0.0, 0.0, 0.0
+    # Power of two: log2 p exchanges; otherwise fold in and out (2 sends, 1 sum more).
+    k, extra = fold_split(p)
+    return float(k + 2 * extra), float((k + 2 * extra) * n), float((k + extra) * n)
+
+
+RECURSIVE_DOUBLING_COST = CostForm(
+    "recursive-doubling", _recursive_doubling_cost, "log2 p*(a + n*b + n*g), plus the fold"
+)
+register("recursive-doubling", recursive_doubling, cost=RECURSIVE_DOUBLING_COST)

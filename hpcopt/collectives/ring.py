@@ -15,8 +15,10 @@ from hpcopt.collectives._p2p import (
     reducer,
     scratch_for,
 )
+from hpcopt.collectives.cost import Coefficients, CostForm
+from hpcopt.collectives.registry import register
 
-__all__ = ["ring"]
+__all__ = ["RING_COST", "ring"]
 
 
 class _RingPlan(NamedTuple):
@@ -70,3 +72,14 @@ def ring(comm: MPI.Comm, buf: Any, *, op: MPI.Op = MPI.SUM, scratch: Scratch | N
         sendrecv(out, right, 0, into, left, 0)
         sent += nbytes
     return sent
+
+
+def _ring_cost(p: int, n: float) -> Coefficients:
+    if p == 1:
+        return 0.0, 0.0, 0.0
+    share = (p - 1) / p
+    return 2.0 * (p - 1), 2 * share * n, share * n
+
+
+RING_COST = CostForm("ring", _ring_cost, "2(p-1)a + 2(p-1)/p*n*b + (p-1)/p*n*g")
+register("ring", ring, cost=RING_COST)

@@ -17,6 +17,10 @@ from mpi4py import MPI
 
 from hpcopt.backend import Scratch, sync
 from hpcopt.collectives._p2p import buffer_key, chunk_bounds, reducer, scratch_for
+from hpcopt.collectives.registry import register
+from hpcopt.collectives.ring import RING_COST
+from hpcopt.registry import Option
+from hpcopt.specs import positive_int, positive_size
 
 __all__ = ["DEFAULT_SEGMENT_BYTES", "DEFAULT_WINDOW", "MAX_SLICES", "ring_pipelined"]
 
@@ -129,3 +133,15 @@ def ring_pipelined(
     sync(buf)
     pipeline.sent = 0
     return pipeline.run(window)
+
+
+register(
+    "ring-pipelined",
+    ring_pipelined,
+    cost=RING_COST,
+    options=(
+        Option("segment", positive_size, DEFAULT_SEGMENT_BYTES, "bytes per rank per slice",
+               arg="segment_bytes"),
+        Option("window", positive_int, DEFAULT_WINDOW, "slices in flight at once"),
+    ),
+)  # fmt: skip

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from mpi4py import MPI
 
 from hpcopt.backend import Scratch
 from hpcopt.collectives._p2p import recv, reducer, scratch_for, send
+from hpcopt.collectives.cost import Coefficients, CostForm
+from hpcopt.collectives.registry import register
 
-__all__ = ["binomial_bcast", "binomial_reduce", "tree"]
+__all__ = ["TREE_COST", "binomial_bcast", "binomial_reduce", "tree"]
 
 
 def binomial_reduce(comm: MPI.Comm, buf: Any, op: MPI.Op, scratch: Scratch) -> int:
@@ -52,3 +55,14 @@ def tree(comm: MPI.Comm, buf: Any, *, op: MPI.Op = MPI.SUM, scratch: Scratch | N
         return 0
     sent = binomial_reduce(comm, buf, op, scratch_for(scratch, buf))
     return sent + binomial_bcast(comm, buf)
+
+
+def _tree_cost(p: int, n: float) -> Coefficients:
+    if p == 1:
+        return 0.0, 0.0, 0.0
+    depth = math.ceil(math.log2(p))
+    return 2.0 * depth, 2.0 * depth * n, float(depth * n)
+
+
+TREE_COST = CostForm("tree", _tree_cost, "2*ceil(log2 p)*(a + n*b) + ceil(log2 p)*n*g")
+register("tree", tree, cost=TREE_COST)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from types import ModuleType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
@@ -13,8 +13,10 @@ from hpcopt.backend import Scratch, array_module
 
 __all__ = [
     "BLOCK",
+    "Codec",
     "Encoder",
     "Payload",
+    "TwoStageCodec",
     "block_len",
     "blocks",
     "check_finite",
@@ -55,12 +57,47 @@ class Payload:
         return math.prod(self.shape)
 
 
+class Codec(Protocol):
+    """What aggregation paths and optimizers use: an encoder, with or without memory.
+
+    ``summable``: payloads are one buffer that can be summed as ``sum_dtype`` (float32,
+    float16 or bfloat16). ``two_stage``: the encoder is summed in two dependent stages
+    (PowerSGD) and also satisfies :class:`TwoStageCodec`.
+    """
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def summable(self) -> bool: ...
+    @property
+    def sum_dtype(self) -> str: ...
+    @property
+    def unbiased(self) -> bool: ...
+    @property
+    def two_stage(self) -> bool: ...
+
+    def encode(self, x: Any, step: int = 0) -> Payload: ...
+    def decode(self, payload: Payload, out: Any = None) -> Any: ...
+    def from_bytes(self, raw: Any, shape: tuple[int, ...], step: int = 0) -> Payload: ...
+    def wire_bytes(self, d: int) -> int | None: ...
+    def reset(self) -> None: ...
+
+
+class TwoStageCodec(Codec, Protocol):
+    """A codec summed in two stages: P = project(x), Q = reproject(ΣP), x̂ = reconstruct(ΣQ)."""
+
+    def project(self, x: Any, step: int = 0) -> Any: ...
+    def reproject(self, p: Any) -> Any: ...
+    def reconstruct(self, q: Any, out: Any = None) -> Any: ...
+
+
 class Encoder:
     """Base class: ``encode(x, step) -> Payload``, ``decode(payload) -> float32 array``."""
 
     name: ClassVar[str] = ""
     unbiased: bool = False
     summable: bool = False
+    sum_dtype: ClassVar[str] = "float32"
     two_stage: ClassVar[bool] = False
 
     def __init__(self, *, seed: int = 0, rank: int = 0) -> None:
@@ -83,6 +120,9 @@ class Encoder:
     def layout(self, d: int, nbytes: int) -> list[tuple[np.dtype, int]]:
         """(dtype, count) of each buffer of a ``nbytes`` payload for ``d`` elements."""
         raise NotImplementedError
+
+    def reset(self) -> None:
+        """Forget state carried between calls (none by default)."""
 
     def from_bytes(self, raw: Any, shape: tuple[int, ...], step: int = 0) -> Payload:
         """A payload viewing the concatenated bytes ``raw`` (uint8) received from a peer."""

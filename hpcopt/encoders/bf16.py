@@ -8,6 +8,7 @@ import numpy as np
 
 from hpcopt.backend import array_module
 from hpcopt.encoders.base import Encoder, Payload, check_finite, flat_f32
+from hpcopt.encoders.registry import register
 
 __all__ = ["BFloat16", "bf16_round", "bf16_widen"]
 
@@ -37,6 +38,7 @@ class BFloat16(Encoder):
 
     name = "bf16"
     summable = True
+    sum_dtype = "bfloat16"
 
     def encode(self, x: Any, step: int = 0) -> Payload:
         flat = flat_f32(x)
@@ -58,3 +60,6 @@ class BFloat16(Encoder):
 
     def layout(self, d: int, nbytes: int) -> list[tuple[np.dtype, int]]:
         return [(np.dtype(np.uint16), d)]
+
+
+register(BFloat16.name, BFloat16)

@@ -9,6 +9,7 @@ import numpy as np
 
 from hpcopt.backend import array_module
 from hpcopt.encoders.base import Encoder, Payload, block_len, check_finite, flat_f32
+from hpcopt.encoders.registry import register
 from hpcopt.encoders.sparse import (
     above,
     check_ratio,
@@ -73,3 +74,6 @@ class DGC(Encoder):
     def layout(self, d: int, nbytes: int) -> list[tuple[np.dtype, int]]:
         idx = index_dtype(d)
         return sparse_layout(idx, nbytes // (4 + idx.itemsize))
+
+
+register(DGC.name, DGC)

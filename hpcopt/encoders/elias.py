@@ -16,6 +16,7 @@ import numpy as np
 
 from hpcopt.backend import array_module, to_host
 from hpcopt.encoders.base import Encoder, Payload, check_finite, flat_f32, stochastic_floor
+from hpcopt.encoders.registry import register
 from hpcopt.errors import UsageError
 
 __all__ = ["QSGDElias", "read_fields", "write_fields"]
@@ -124,3 +125,6 @@ class QSGDElias(Encoder):
 
     def layout(self, d: int, nbytes: int) -> list[tuple[np.dtype, int]]:
         return [(np.dtype(np.float32), 1), (np.dtype(np.uint8), nbytes - 4)]
+
+
+register(QSGDElias.name, QSGDElias)

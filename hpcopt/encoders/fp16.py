@@ -10,6 +10,7 @@ import numpy as np
 from hpcopt import halfcast
 from hpcopt.backend import array_module
 from hpcopt.encoders.base import Encoder, Payload, blocks, check_finite, flat_f32
+from hpcopt.encoders.registry import register
 
 __all__ = ["Float16"]
 
@@ -22,6 +23,7 @@ class Float16(Encoder):
 
     name = "fp16"
     summable = True
+    sum_dtype = "float16"
 
     def encode(self, x: Any, step: int = 0) -> Payload:
         flat = flat_f32(x)
@@ -60,3 +62,6 @@ class Float16(Encoder):
 
     def layout(self, d: int, nbytes: int) -> list[tuple[np.dtype, int]]:
         return [(np.dtype(np.float16), d)]
+
+
+register(Float16.name, Float16)

@@ -9,6 +9,7 @@ import numpy as np
 from hpcopt.backend import array_module
 from hpcopt.encoders.base import Encoder, Payload, blocks, flat_f32
 from hpcopt.encoders.bitpack import packed_signs, plane_nbytes
+from hpcopt.encoders.registry import register
 
 __all__ = ["Natural"]
 
@@ -79,3 +80,6 @@ class Natural(Encoder):
 
     def layout(self, d: int, nbytes: int) -> list[tuple[np.dtype, int]]:
         return [(np.dtype(np.uint8), plane_nbytes(d) + d)]
+
+
+register(Natural.name, Natural)

@@ -8,6 +8,7 @@ import numpy as np
 
 from hpcopt.backend import array_module
 from hpcopt.encoders.base import Encoder, Payload, check_finite, flat_f32
+from hpcopt.encoders.registry import register
 
 __all__ = ["Identity"]
 
@@ -38,3 +39,6 @@ class Identity(Encoder):
 
     def layout(self, d: int, nbytes: int) -> list[tuple[np.dtype, int]]:
         return [(np.dtype(np.float32), d)]
+
+
+register(Identity.name, Identity)

@@ -1,7 +1,7 @@
 """PowerSGD: a rank-r approximation P·Qᵀ found by one warm-started power iteration.
 
 Across ranks it is two dependent sums (of P, then of Q), so it exposes three stages
-for :mod:`hpcopt.compressed`: :meth:`PowerSGD.project` (P = MQ), :meth:`reproject`
+for :mod:`hpcopt.aggregation.powersgd`: :meth:`PowerSGD.project` (P = MQ), :meth:`reproject`
 (orthonormalize the summed P, Q = MᵀP) and :meth:`reconstruct` (x̂ = PQᵀ from the
 summed Q). ``encode``/``decode`` run the same stages on one rank.
 """
@@ -15,6 +15,7 @@ import numpy as np
 
 from hpcopt.backend import array_module
 from hpcopt.encoders.base import Encoder, Payload, flat_f32, sum_squares
+from hpcopt.encoders.registry import register
 from hpcopt.errors import UsageError
 
 __all__ = ["PowerSGD", "matrix_shape"]
@@ -134,3 +135,6 @@ class PowerSGD(Encoder):
         m, n = matrix_shape((d,))
         r = self.rank_for(m, n)
         return [(np.dtype(np.float32), m * r), (np.dtype(np.float32), n * r)]
+
+
+register(PowerSGD.name, PowerSGD)

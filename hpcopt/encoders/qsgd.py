@@ -26,6 +26,7 @@ from hpcopt.encoders.bitpack import (
     uint_dtype,
     unpack_from,
 )
+from hpcopt.encoders.registry import register
 from hpcopt.errors import UsageError
 
 __all__ = ["QSGD", "variance_factor"]
@@ -126,3 +127,6 @@ class QSGD(Encoder):
 def variance_factor(d: int, levels: int) -> float:
     """The QSGD variance factor min(d/s², √d/s) (for tests and cost models)."""
     return min(d / levels**2, math.sqrt(d) / levels)
+
+
+register(QSGD.name, QSGD)

@@ -8,6 +8,7 @@ import numpy as np
 
 from hpcopt.backend import array_module
 from hpcopt.encoders.base import Encoder, Payload, check_finite, flat_f32
+from hpcopt.encoders.registry import register
 from hpcopt.encoders.sparse import check_ratio, count_for, scatter
 
 __all__ = ["RandomK"]
@@ -65,3 +66,6 @@ class RandomK(Encoder):
 
     def layout(self, d: int, nbytes: int) -> list[tuple[np.dtype, int]]:
         return [(np.dtype(np.float32), count_for(self.ratio, d))]
+
+
+register(RandomK.name, RandomK)

@@ -9,6 +9,7 @@ import numpy as np
 from hpcopt.backend import array_module
 from hpcopt.encoders.base import Encoder, Payload, block_len, blocks, check_finite, flat_f32
 from hpcopt.encoders.bitpack import packed_signs, plane_nbytes
+from hpcopt.encoders.registry import register
 
 __all__ = ["Sign"]
 
@@ -53,3 +54,6 @@ class Sign(Encoder):
 
     def layout(self, d: int, nbytes: int) -> list[tuple[np.dtype, int]]:
         return [(np.dtype(np.float32), 1), (np.dtype(np.uint8), plane_nbytes(d))]
+
+
+register(Sign.name, Sign)

@@ -18,6 +18,7 @@ from hpcopt.encoders.base import (
     sum_squares,
 )
 from hpcopt.encoders.bitpack import apply_signs, packed_signs, plane_nbytes
+from hpcopt.encoders.registry import register
 from hpcopt.errors import UsageError
 
 __all__ = ["TernGrad"]
@@ -100,3 +101,6 @@ class TernGrad(Encoder):
 
     def layout(self, d: int, nbytes: int) -> list[tuple[np.dtype, int]]:
         return [(np.dtype(np.float32), 1), (np.dtype(np.uint8), 2 * plane_nbytes(d))]
+
+
+register(TernGrad.name, TernGrad)

@@ -8,6 +8,7 @@ import numpy as np
 
 from hpcopt.backend import array_module
 from hpcopt.encoders.base import Encoder, Payload, block_len, check_finite, flat_f32
+from hpcopt.encoders.registry import register
 from hpcopt.encoders.sparse import (
     check_ratio,
     count_for,
@@ -77,3 +78,6 @@ class TopK(Encoder):
         k = count_for(self.ratio, d)
         width = (nbytes - 4 * k) // k if k else 1
         return sparse_layout(np.dtype(f"u{width}"), k)
+
+
+register(TopK.name, TopK)

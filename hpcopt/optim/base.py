@@ -10,34 +10,24 @@ from typing import Any, ClassVar
 import numpy as np
 from mpi4py import MPI
 
+from hpcopt.aggregation import Plan, aggregate, plan
 from hpcopt.backend import Scratch
-from hpcopt.collectives import get_algorithm
-from hpcopt.compressed import compressed_allreduce
-from hpcopt.encoders import ErrorFeedback, Payload, get_encoder
 from hpcopt.problems import Problem
+from hpcopt.registry import Registry
 
-__all__ = ["PHASES", "Config", "Ledger", "Optimizer"]
+__all__ = ["OPTIMIZERS", "PHASES", "Config", "Ledger", "Optimizer"]
 
 PHASES = ("compute", "encode", "communicate", "decode")
 
 
 @dataclass(frozen=True)
 class Config:
-    """Every knob of every algorithm; each algorithm reads the ones it uses."""
+    """The knobs every algorithm shares; an algorithm's own options come from its spec."""
 
     lr: float
     batch: int = 0  # 0: full local gradient
     encoder: str = "none"
     ef: bool = False
-    topology: str | None = None
-    exchange: str = "p2p"  # p2p or neighbor (gossip)
-    local_steps: int = 1
-    participation: float = 1.0
-    stragglers: float = 0.0
-    straggler_delay: float = 0.0
-    gamma: float = 1.0
-    alpha: float = 0.1
-    tau: int = 4
     method: str = "auto"
     allreduce: str = "native"
     seed: int = 0
@@ -71,7 +61,12 @@ class Ledger:
 
 
 class Optimizer:
-    """One rank's state of a distributed algorithm: ``step(it)`` is one outer iteration."""
+    """One rank's state of a distributed algorithm: ``step(it)`` is one outer iteration.
+
+    A subclass takes its own options as keyword arguments after (comm, problem, cfg) and
+    registers itself in :data:`OPTIMIZERS`; :meth:`check` refuses, before anything runs,
+    what it cannot do.
+    """
 
     name: ClassVar[str] = ""
     replicated: ClassVar[bool] = False  # all ranks hold the same model after every step
@@ -81,12 +76,19 @@ class Optimizer:
         self.x = problem.init_point().astype(np.float64)
         self.ledger = Ledger()
         self.rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 0x0B7, comm.rank]))
-        self.encoder = get_encoder(cfg.encoder, seed=cfg.seed, rank=comm.rank)
-        self.two_stage = bool(getattr(self.encoder, "two_stage", False))
-        wrap = cfg.ef and not self.two_stage
-        self.codec: Any = ErrorFeedback(self.encoder) if wrap else self.encoder
-        self.residual: np.ndarray | None = None  # PowerSGD's error feedback
+        self.plan = self.aggregation(cfg)
+        self.codec = self.plan.codec(seed=cfg.seed, rank=comm.rank)
         self.scratch: dict[int, Scratch] = {}
+
+    @classmethod
+    def aggregation(cls, cfg: Config) -> Plan:
+        """How this algorithm combines payloads (UsageError when it cannot with ``cfg``)."""
+        return plan(cfg.encoder, ef=cfg.ef, method=cfg.method, algorithm=cfg.allreduce)
+
+    @classmethod
+    def check(cls, cfg: Config, ranks: int, **options: Any) -> None:
+        """UsageError for settings this algorithm cannot run at ``ranks`` ranks."""
+        cls.aggregation(cfg)
 
     def step(self, it: int) -> None:
         """One outer iteration (an SGD step, a local round, a gossip step)."""
@@ -105,41 +107,12 @@ class Optimizer:
             return self.problem.grad_local(x, batch)
 
     def allreduce_sum(self, v: np.ndarray, step: int, comm: MPI.Comm | None = None) -> np.ndarray:
-        """Σ over ranks of float32 ``v`` through the encoder; bytes and times go to the ledger."""
+        """Σ over ranks of float32 ``v`` along the plan; bytes and times go to the ledger."""
         comm = comm or self.comm
         scratch = self.scratch.setdefault(comm.size, Scratch())
-        if self.two_stage and self.cfg.ef:
-            return self._powersgd_ef(comm, v, step, scratch)
-        res = compressed_allreduce(
-            comm, v, self.codec, method=self.cfg.method, step=step,
-            algorithm=self.cfg.allreduce, scratch=scratch,
-        )  # fmt: skip
+        res = aggregate(comm, v, self.codec, self.plan, step=step, scratch=scratch)
         self.ledger.add(res.nbytes, res.times)
         return np.asarray(res.out, dtype=np.float32).reshape(-1)
 
-    def _powersgd_ef(
-        self, comm: MPI.Comm, v: np.ndarray, step: int, scratch: Scratch
-    ) -> np.ndarray:
-        """compressed.powersgd's two sums, plus error feedback from the local rank-r approximation.
 
-        The local Q (before its sum) is needed for the residual, so the stages run here.
-        """
-        enc, run, phase = self.encoder, get_algorithm(self.cfg.allreduce).run, self.ledger.phase
-        with phase("encode"):
-            if self.residual is None:
-                self.residual = np.zeros(v.size, dtype=np.float32)
-            v = v + self.residual
-            p = enc.project(v, step)
-        with phase("communicate"):
-            nbytes = run(comm, p.reshape(-1), op=MPI.SUM, scratch=scratch)
-        with phase("encode"):
-            q = enc.reproject(p)
-            mine = q.copy()
-        with phase("communicate"):
-            nbytes += run(comm, q.reshape(-1), op=MPI.SUM, scratch=scratch)
-        with phase("decode"):
-            out = np.asarray(enc.reconstruct(q), dtype=np.float32).reshape(-1)
-            local = enc.decode(Payload((p.reshape(-1), mine.reshape(-1)), v.shape))
-            np.subtract(v, local.reshape(-1), out=self.residual)
-        self.ledger.add(nbytes, {})
-        return out
+OPTIMIZERS: Registry[Optimizer] = Registry("optimizer", context=("comm", "problem", "cfg"))

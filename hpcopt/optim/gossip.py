@@ -2,34 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from mpi4py import MPI
 
+from hpcopt.aggregation import Plan, plan
+from hpcopt.aggregation.wire import as_bytes, padded
 from hpcopt.backend import Scratch
-from hpcopt.encoders import Payload
+from hpcopt.encoders import Codec, Payload
 from hpcopt.errors import UsageError
-from hpcopt.optim.base import Ledger
-from hpcopt.optim.topology import metropolis_row
+from hpcopt.optim.base import OPTIMIZERS, Config, Ledger, Optimizer
+from hpcopt.optim.topology import TOPOLOGIES, metropolis_row, neighbors
+from hpcopt.problems import Problem
+from hpcopt.specs import choice
 
-__all__ = ["EXCHANGES", "Gossip"]
+__all__ = ["EXCHANGES", "Gossip", "GossipOptimizer", "register_gossip"]
 
 EXCHANGES = ("p2p", "neighbor")
 _TAG = 417
-
-
-def _as_bytes(payload: Payload, scratch: Scratch) -> np.ndarray:
-    """The payload's buffers as one uint8 array (a view when there is a single buffer)."""
-    if len(payload.buffers) == 1:
-        return np.ascontiguousarray(payload.buffers[0]).reshape(-1).view(np.uint8)
-    out = scratch.get("send", payload.nbytes, np.uint8)
-    at = 0
-    for b in payload.buffers:
-        flat = np.ascontiguousarray(b).reshape(-1).view(np.uint8)
-        out[at : at + flat.size] = flat
-        at += flat.size
-    return out
 
 
 class Gossip:
@@ -45,7 +36,8 @@ class Gossip:
         self.scratch = Scratch()
         self.graph: MPI.Topocomm | None = None
         if exchange == "neighbor":
-            self.graph = comm.Create_dist_graph_adjacent(self.peers, self.peers, reorder=False)
+            world = cast(MPI.Intracomm, comm)
+            self.graph = world.Create_dist_graph_adjacent(self.peers, self.peers, reorder=False)
 
     def _sizes(self, own: int) -> np.ndarray:
         """Every neighbour's payload size (8 bytes each way), in peer order."""
@@ -61,7 +53,7 @@ class Gossip:
 
     def _move(self, own: np.ndarray, sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Send ``own`` to every neighbour and receive theirs into one buffer."""
-        room = -(-sizes // 8) * 8  # 8-byte aligned slots keep every buffer view aligned
+        room = padded(sizes)
         displs = (np.cumsum(room) - room).astype(np.int64)
         recv = self.scratch.get("recv", int(room.sum()), np.uint8)
         if self.graph is not None:
@@ -75,11 +67,11 @@ class Gossip:
             MPI.Request.Waitall(reqs)
         return recv, displs
 
-    def mix(self, payload: Payload, encoder: Any, ledger: Ledger, step: int) -> np.ndarray:
+    def mix(self, payload: Payload, encoder: Codec, ledger: Ledger, step: int) -> np.ndarray:
         """Σ_j w_ij·decode(payload_j) over the neighbours j; bytes and times to ``ledger``."""
         d = payload.size
         t0 = MPI.Wtime()
-        own = _as_bytes(payload, self.scratch)
+        own = as_bytes(payload, self.scratch, "send")
         t1 = MPI.Wtime()
         nbytes = own.nbytes * len(self.peers)
         fixed = encoder.wire_bytes(d)
@@ -99,3 +91,34 @@ class Gossip:
         times = {"encode": t1 - t0, "communicate": t2 - t1, "decode": t3 - t2}
         ledger.add(nbytes, times, messages=len(self.peers))
         return acc
+
+
+class GossipOptimizer(Optimizer):
+    """An algorithm that exchanges encoded payloads with its neighbours in a gossip graph."""
+
+    def __init__(
+        self, comm: MPI.Comm, problem: Problem, cfg: Config, *, topology: str = "ring",
+        exchange: str = "p2p",
+    ) -> None:  # fmt: skip
+        super().__init__(comm, problem, cfg)
+        self.gossip = Gossip(comm, topology, exchange)
+
+    @classmethod
+    def aggregation(cls, cfg: Config) -> Plan:
+        if cfg.method not in ("auto", "gossip"):
+            raise UsageError(f"{cls.name} gossips payloads: --method {cfg.method} does not apply")
+        return plan(cfg.encoder, ef=cfg.ef, method="gossip", algorithm=cfg.allreduce)
+
+    @classmethod
+    def check(cls, cfg: Config, ranks: int, **options: Any) -> None:
+        super().check(cfg, ranks)
+        neighbors(options.get("topology", "ring"), 0, ranks)
+
+
+def register_gossip(cls: type[GossipOptimizer], **parsers: Any) -> None:
+    """Register a gossip algorithm with the topology and exchange options checked."""
+    OPTIMIZERS.register(
+        cls.name,
+        cls,
+        parsers={"topology": choice(*TOPOLOGIES), "exchange": choice(*EXCHANGES), **parsers},
+    )

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
+from typing import cast
 
 import numpy as np
 from mpi4py import MPI
 
-from hpcopt.optim.base import Config, Optimizer
+from hpcopt.optim.base import OPTIMIZERS, Config, Optimizer
 from hpcopt.problems import Problem
+from hpcopt.specs import fraction, nonnegative_real, positive_int, unit_interval
 
 __all__ = ["LocalSGD"]
 
@@ -20,25 +22,30 @@ class LocalSGD(Optimizer):
 
     Participants and stragglers are drawn each round from a generator seeded by
     (seed, round) that every rank shares. A straggler runs a random 1..H local steps and
-    sleeps ``straggler_delay`` seconds (counted as compute). With partial participation
+    sleeps ``delay`` seconds (counted as compute). With partial participation
     the lowest participant sends the float32 mean update to every non-participant.
     """
 
     name = "local"
     replicated = True
 
-    def __init__(self, comm: MPI.Comm, problem: Problem, cfg: Config) -> None:
+    def __init__(
+        self, comm: MPI.Comm, problem: Problem, cfg: Config, *, steps: int = 1,
+        participation: float = 1.0, stragglers: float = 0.0, delay: float = 0.0,
+    ) -> None:  # fmt: skip
         super().__init__(comm, problem, cfg)
+        self.steps, self.participation = steps, participation
+        self.stragglers, self.delay = stragglers, delay
         self.groups: dict[tuple[int, ...], MPI.Comm] = {}
 
     def draw(self, it: int) -> tuple[list[int], dict[int, int]]:
         """This round's participants and each straggler's number of local steps."""
-        p, cfg = self.comm.size, self.cfg
-        gen = np.random.default_rng(np.random.SeedSequence([cfg.seed, 0x10CA1, it]))
-        m = max(1, round(cfg.participation * p))
+        p = self.comm.size
+        gen = np.random.default_rng(np.random.SeedSequence([self.cfg.seed, 0x10CA1, it]))
+        m = max(1, round(self.participation * p))
         members = sorted(int(r) for r in gen.choice(p, size=m, replace=False))
-        slow = gen.choice(members, size=round(cfg.stragglers * m), replace=False)
-        steps = gen.integers(1, cfg.local_steps + 1, size=slow.size)
+        slow = gen.choice(members, size=round(self.stragglers * m), replace=False)
+        steps = gen.integers(1, self.steps + 1, size=slow.size)
         return members, {int(r): int(s) for r, s in zip(slow, steps, strict=True)}
 
     def _group(self, members: list[int]) -> MPI.Comm:
@@ -48,7 +55,7 @@ class LocalSGD(Optimizer):
         key = tuple(members)
         if key not in self.groups:
             group = self.comm.Get_group().Incl(members)
-            self.groups[key] = self.comm.Create_group(group, tag=_TAG)
+            self.groups[key] = cast(MPI.Intracomm, self.comm).Create_group(group, tag=_TAG)
             group.Free()
         return self.groups[key]
 
@@ -58,13 +65,13 @@ class LocalSGD(Optimizer):
         mean = np.empty(self.x.size, dtype=np.float32)
         if rank in members:
             y = self.x.copy()
-            for _ in range(slow.get(rank, self.cfg.local_steps)):
+            for _ in range(slow.get(rank, self.steps)):
                 g = self.gradient(y)
                 with self.ledger.phase("compute"):
                     y -= self.cfg.lr * g
-            if rank in slow and self.cfg.straggler_delay > 0:
+            if rank in slow and self.delay > 0:
                 with self.ledger.phase("compute"):
-                    time.sleep(self.cfg.straggler_delay)
+                    time.sleep(self.delay)
             with self.ledger.phase("compute"):
                 delta = (self.x - y).astype(np.float32)
             total = self.allreduce_sum(delta, it, self._group(members))
@@ -85,3 +92,11 @@ class LocalSGD(Optimizer):
                 self.ledger.add(mean.nbytes * len(others), {}, messages=len(others))
             else:
                 self.comm.Recv(mean, members[0], _TAG)
+
+
+OPTIMIZERS.register(
+    LocalSGD.name,
+    LocalSGD,
+    parsers={"steps": positive_int, "participation": fraction, "stragglers": unit_interval,
+             "delay": nonnegative_real},
+)  # fmt: skip

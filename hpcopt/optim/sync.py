@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hpcopt.optim.base import Optimizer
+from hpcopt.optim.base import OPTIMIZERS, Optimizer
 
 __all__ = ["SyncSGD"]
 
@@ -22,3 +22,6 @@ class SyncSGD(Optimizer):
         total = self.allreduce_sum(g32, it)
         with self.ledger.phase("compute"):
             self.x -= (self.cfg.lr / self.comm.size) * total
+
+
+OPTIMIZERS.register(SyncSGD.name, SyncSGD)

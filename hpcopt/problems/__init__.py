@@ -5,10 +5,11 @@ from __future__ import annotations
 from hpcopt.problems.base import Comm, Problem, Reference, Shard
 from hpcopt.problems.linear import LeastSquares, LogisticRegression
 from hpcopt.problems.mlp import MLP
-from hpcopt.problems.registry import available, get_problem, parse_spec, register
+from hpcopt.problems.registry import PROBLEMS, available, get_problem, register
 
 __all__ = [
     "MLP",
+    "PROBLEMS",
     "Comm",
     "LeastSquares",
     "LogisticRegression",
@@ -17,10 +18,8 @@ __all__ = [
     "Shard",
     "available",
     "get_problem",
-    "parse_spec",
     "register",
 ]
 
-register(LeastSquares.name, LeastSquares)
-register(LogisticRegression.name, LogisticRegression)
-register(MLP.name, MLP)
+for _problem in (LeastSquares, LogisticRegression, MLP):
+    register(_problem.name, _problem)

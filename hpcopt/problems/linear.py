@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 from abc import abstractmethod
 from functools import cached_property
+from typing import Any, ClassVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -26,28 +27,25 @@ class LinearModel(Problem):
 
     curvature = 1.0  # an upper bound on φ''
 
-    def __init__(
-        self,
-        *,
-        rank: int,
-        size: int,
-        seed: int,
-        d: int,
-        n: int,
-        nnz: int,
-        lowrank: int,
-        lam: float,
-        noise: float,
-        hetero: float,
-    ) -> None:
+    # Keyword options and their defaults; subclasses change some of the defaults.
+    defaults: ClassVar[dict[str, Any]] = dict(
+        d=100, n=1024, nnz=32, lowrank=4, lam=1e-4, noise=0.1, hetero=0.0
+    )
+
+    def __init__(self, *, rank: int, size: int, seed: int = 0, **options: Any) -> None:
+        unknown = sorted(set(options) - set(self.defaults))
+        if unknown:
+            raise TypeError(f"{self.name}: unknown option(s) {', '.join(unknown)}")
+        o = {**self.defaults, **options}
+        d, nnz, lowrank, lam, noise = o["d"], o["nnz"], o["lowrank"], o["lam"], o["noise"]
         if d < 1 or nnz < 1 or lowrank < 0 or lam < 0 or noise < 0:
             raise UsageError(f"{self.name}: need d, nnz >= 1 and lowrank, lam, noise >= 0")
         self.nnz, self.lowrank = min(nnz, d), min(lowrank, d)
         self.lam, self.noise = lam, noise
-        params = dict(
-            d=d, n=n, nnz=self.nnz, lowrank=self.lowrank, lam=lam, noise=noise, hetero=hetero
+        params = dict(o, nnz=self.nnz, lowrank=self.lowrank)
+        super().__init__(
+            rank=rank, size=size, seed=seed, n=o["n"], hetero=o["hetero"], dim=d, params=params
         )
-        super().__init__(rank=rank, size=size, seed=seed, n=n, hetero=hetero, dim=d, params=params)
 
     @cached_property
     def basis(self) -> NDArray[np.float64]:
@@ -160,33 +158,6 @@ class LeastSquares(LinearModel):
 
     name = "lstsq"
 
-    def __init__(
-        self,
-        *,
-        rank: int,
-        size: int,
-        seed: int = 0,
-        d: int = 100,
-        n: int = 1024,
-        nnz: int = 32,
-        lowrank: int = 4,
-        lam: float = 1e-4,
-        noise: float = 0.1,
-        hetero: float = 0.0,
-    ) -> None:
-        super().__init__(
-            rank=rank,
-            size=size,
-            seed=seed,
-            d=d,
-            n=n,
-            nnz=nnz,
-            lowrank=lowrank,
-            lam=lam,
-            noise=noise,
-            hetero=hetero,
-        )
-
     @staticmethod
     def link(t: Vector) -> Vector:
         """Targets are the scores."""
@@ -204,35 +175,14 @@ class LogisticRegression(LinearModel):
 
     name = "logreg"
     curvature = 0.25
+    defaults: ClassVar[dict[str, Any]] = dict(
+        LinearModel.defaults, d=1000, n=4096, lowrank=8, noise=0.5
+    )
 
-    def __init__(
-        self,
-        *,
-        rank: int,
-        size: int,
-        seed: int = 0,
-        d: int = 1000,
-        n: int = 4096,
-        nnz: int = 32,
-        lowrank: int = 8,
-        lam: float = 1e-4,
-        noise: float = 0.5,
-        hetero: float = 0.0,
-    ) -> None:
-        if lam <= 0:
+    def __init__(self, *, rank: int, size: int, seed: int = 0, **options: Any) -> None:
+        if options.get("lam", self.defaults["lam"]) <= 0:
             raise UsageError("logreg: lam must be > 0 (the optimum may not exist otherwise)")
-        super().__init__(
-            rank=rank,
-            size=size,
-            seed=seed,
-            d=d,
-            n=n,
-            nnz=nnz,
-            lowrank=lowrank,
-            lam=lam,
-            noise=noise,
-            hetero=hetero,
-        )
+        super().__init__(rank=rank, size=size, seed=seed, **options)
 
     @staticmethod
     def link(t: Vector) -> Vector:

@@ -1,0 +1,58 @@
+"""Aggregation of compressed payloads: the sum over ranks of what each rank encoded.
+
+:func:`plan` decides the path for an encoder (or refuses the combination);
+:func:`aggregate` runs it. Every path returns :class:`Result` ``(out, nbytes, times)``:
+``out`` estimates the **sum** over ranks (divide by ``comm.size`` for the mean) and is
+the same on every rank; ``nbytes`` counts the bytes this rank handed to MPI sends;
+``times`` splits the call into encode, communicate and decode (MPI.Wtime).
+
+Byte counting: a point-to-point call or a core algorithm counts what it hands to MPI
+sends. A collective made through MPI (Allgather/Allgatherv/Alltoall) counts this rank's
+own contribution × (p−1), the bytes that must leave the rank whatever the algorithm
+inside MPI (Alltoallv counts exactly what goes to the other ranks). The size exchanges
+before a variable-size gather are counted too (8 bytes per peer). Payloads always
+travel as raw bytes through uppercase (buffer) calls.
+
+Paths, one module each: ``summable`` (one core allreduce of the encoded buffer),
+``allgather`` (gather every payload, decode and sum in rank order), ``two-phase``
+(compressed reduce-scatter, then allgather of re-compressed sums), ``vote`` (majority
+vote of signs) and ``powersgd`` (two core allreduces, P then Q).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from mpi4py import MPI
+
+from hpcopt.aggregation.base import PHASES, Clock, Result
+from hpcopt.aggregation.gather import allgather
+from hpcopt.aggregation.plan import METHODS, Plan, plan
+from hpcopt.aggregation.powersgd import powersgd
+from hpcopt.aggregation.summable import summable
+from hpcopt.aggregation.two_phase import two_phase
+from hpcopt.aggregation.vote import vote
+from hpcopt.backend import Scratch
+from hpcopt.encoders import Codec
+
+__all__ = ["METHODS", "PATHS", "PHASES", "Clock", "Plan", "Result", "aggregate", "plan"]
+
+PATHS: dict[str, Callable[..., Result]] = {
+    "summable": summable,
+    "allgather": allgather,
+    "two-phase": two_phase,
+    "vote": vote,
+    "powersgd": powersgd,
+}
+
+
+def aggregate(
+    comm: MPI.Comm, x: Any, codec: Codec, chosen: Plan, *, step: int = 0,
+    scratch: Scratch | None = None,
+) -> Result:  # fmt: skip
+    """Sum ``x`` over ranks through ``codec`` along the ``chosen`` plan's path."""
+    kwargs: dict[str, Any] = {"step": step, "scratch": scratch}
+    if chosen.stages:
+        kwargs["algorithm"] = chosen.algorithm
+    return PATHS[chosen.path](comm, x, codec, **kwargs)

@@ -1,0 +1,1 @@
+"""What every kernel shares: the timing harness, the SPMD program, the console, checks."""

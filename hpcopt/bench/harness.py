@@ -1,0 +1,285 @@
+"""The one timing harness: size sweeps, warm-up, per-iteration timing, statistics.
+
+A *case* (an allreduce algorithm, a p2p pattern, ...) only says how to prepare
+buffers for a size, how to run the operation once and how to check it; the harness
+owns warm-up, timing, barriers, the cross-rank reduction of samples, algbw/busbw,
+the log record and the printed row. Operations never time themselves.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from mpi4py import MPI
+
+from hpcopt.errors import UsageError
+from hpcopt.record import merge_per_rank
+
+__all__ = [
+    "BARRIER_POLICIES",
+    "Case",
+    "Prepared",
+    "SweepConfig",
+    "iterations_for",
+    "measure",
+    "run_sweep",
+    "size_sweep",
+    "summarize",
+    "time_loop",
+    "whole_items",
+]
+
+BARRIER_POLICIES = {
+    "iter": "MPI_Barrier before every timed iteration (not timed)",
+    "none": "one MPI_Barrier before the timed loop, iterations back to back",
+}
+SCALE_ABOVE_BYTES = 1 << 20
+MIN_SCALED_ITERS = 10
+MIN_SCALED_WARMUP = 2
+GB = 1e9
+PROGRESS_AFTER_S = 10.0
+
+
+class Prepared:
+    """Buffers of one case at one size, allocated once; what the harness times and checks.
+
+    Subclasses set ``count`` and ``size_bytes`` and implement :meth:`run` and :meth:`check`;
+    the other members have defaults that fit most operations.
+    """
+
+    count: int = 0
+    size_bytes: int = 0
+    messages_per_call = 1  # a call that moves several messages divides its samples by this
+    host_only = False  # no device stream to synchronize inside the timed window
+
+    def run(self) -> int:
+        """Perform the operation once; return the bytes this rank handed to MPI."""
+        raise NotImplementedError
+
+    def timed_call(self) -> Callable[[], Any]:
+        """The call the timed loop makes: :meth:`run` unless a leaner one is bound."""
+        return self.run
+
+    def check(self) -> dict[str, Any]:
+        """Correctness pass outside the timed loop: at least ``{"wrong": int}``."""
+        raise NotImplementedError
+
+    def sync(self) -> None:
+        """Wait for device work so that a timer read after it is honest."""
+
+    def begin_timed(self) -> None:
+        """Called once the warm-ups are done (e.g. to forget their phase counters)."""
+
+    def iteration_bytes(self) -> int:
+        """Bytes one call moves, which sets the iteration scaling (default ``size_bytes``)."""
+        return self.size_bytes
+
+
+class Case:
+    """One timed operation over a size sweep (nccl-tests' per-collective record)."""
+
+    kernel = ""
+    algo = ""
+    encoder = "none"
+    dtype = "uint8"
+    itemsize = 1  # sizes are rounded down to whole elements
+
+    def bus_factor(self, ranks: int) -> float:
+        """busbw = algbw × this factor (nccl-tests' convention; 1 when there is none)."""
+        return 1.0
+
+    def record_fields(self) -> dict[str, Any]:
+        """Constant fields added to each of this case's records."""
+        return {}
+
+    def prepare(self, size_bytes: int) -> Prepared:
+        """Allocate the buffers for one size."""
+        raise NotImplementedError
+
+    def finish_record(self, fields: dict[str, Any]) -> None:
+        """Adjust the record once the harness has filled it (e.g. derived throughputs)."""
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """Sizes, iteration counts and policies shared by every case of a run."""
+
+    sizes: Sequence[int]
+    warmup: int = 5
+    iters: int = 50
+    scale_iters: bool = True
+    barrier: str = "iter"
+    check: bool = True
+
+
+def size_sweep(minbytes: int, maxbytes: int, factor: float) -> list[int]:
+    """Sizes from ``minbytes`` to ``maxbytes`` multiplying by ``factor``."""
+    if minbytes < 0 or maxbytes < 0:
+        raise UsageError("sizes must not be negative")
+    if minbytes > maxbytes:
+        raise UsageError(f"min size {minbytes} B is larger than max size {maxbytes} B")
+    if minbytes != maxbytes and not factor > 1:
+        raise UsageError(f"step factor must be > 1, got {factor}")
+    sizes, size = [], minbytes
+    while size <= maxbytes:
+        sizes.append(size)
+        if size == maxbytes:
+            break
+        size = max(size + 1, int(size * factor)) if size else 1
+    return sizes
+
+
+def whole_items(sizes: Sequence[int], itemsize: int) -> list[int]:
+    """Sizes rounded down to whole elements, without repeats."""
+    return list(dict.fromkeys(size - size % itemsize for size in sizes))
+
+
+def iterations_for(size_bytes: int, cfg: SweepConfig) -> tuple[int, int]:
+    """(warm-up, timed) iteration counts, scaled down above 1 MiB when allowed."""
+    if not cfg.scale_iters or size_bytes <= SCALE_ABOVE_BYTES:
+        return cfg.warmup, cfg.iters
+    shrink = SCALE_ABOVE_BYTES / size_bytes
+    iters = max(min(cfg.iters, MIN_SCALED_ITERS), math.ceil(cfg.iters * shrink))
+    warmup = max(min(cfg.warmup, MIN_SCALED_WARMUP), math.ceil(cfg.warmup * shrink))
+    return warmup, iters
+
+
+def time_loop(
+    comm: MPI.Comm, prepared: Prepared, warmup: int, times: np.ndarray, barrier: str
+) -> int:
+    """Warm up, then fill ``times`` with one sample per iteration; returns bytes per call.
+
+    The timed loop calls ``prepared.timed_call()`` (the same operation with everything
+    bound). Unless the case is ``host_only``, the device stream is synchronized inside
+    each timed window.
+    """
+    sent = 0
+    for _ in range(warmup):
+        sent = prepared.run()
+    run = prepared.timed_call()
+    if not prepared.host_only:
+        run = _then_sync(run, prepared.sync)
+    prepared.begin_timed()
+    prepared.sync()
+    comm.Barrier()
+    per_iter, sync_all, wtime = barrier == "iter", comm.Barrier, MPI.Wtime
+    for i in range(times.size):
+        if per_iter:
+            sync_all()
+        t0 = wtime()
+        run()
+        times[i] = wtime() - t0
+    return sent
+
+
+def _then_sync(run: Callable[[], Any], sync: Callable[[], None]) -> Callable[[], None]:
+    """``run`` followed by ``sync``, so that the timer stops after the device is done."""
+
+    def call() -> None:
+        run()
+        sync()
+
+    return call
+
+
+def summarize(times: np.ndarray, size_bytes: int, bus_factor: float) -> dict[str, float]:
+    """Cross-rank statistics of a (ranks, iters) array of seconds.
+
+    t_avg/t_min/t_max: mean/min/max over ranks of each rank's mean (as OSU reports);
+    t_p50/t_p99: percentiles over iterations of the slowest rank's time.
+    """
+    per_rank = times.mean(axis=1)
+    slowest = times.max(axis=0)
+    t_avg = float(per_rank.mean())
+    algbw = size_bytes / t_avg / GB if t_avg > 0 else 0.0
+    return {
+        "t_min_s": float(per_rank.min()),
+        "t_avg_s": t_avg,
+        "t_max_s": float(per_rank.max()),
+        "t_p50_s": float(np.percentile(slowest, 50)),
+        "t_p99_s": float(np.percentile(slowest, 99)),
+        "algbw_GBps": algbw,
+        "busbw_GBps": algbw * bus_factor,
+    }
+
+
+Emit = Callable[[dict[str, Any], dict[str, np.ndarray]], None]
+
+
+def measure(
+    comm: MPI.Comm, case: Case, size: int, cfg: SweepConfig
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Time one case at one size; the record's fields and arrays on rank 0."""
+    prepared = case.prepare(size)
+    warmup, iters = iterations_for(prepared.iteration_bytes(), cfg)
+    times = np.zeros(iters)
+    sent = time_loop(comm, prepared, warmup, times, cfg.barrier)
+    per_call = prepared.messages_per_call
+    times /= per_call
+    checked = prepared.check() if cfg.check else {"wrong": 0}
+    size = prepared.size_bytes
+    del prepared
+    gc.collect()  # free this size's buffers now, even if a case holds a reference cycle
+    p = comm.size
+    all_times = np.empty((p, iters)) if comm.rank == 0 else None
+    comm.Gather(times, all_times, root=0)
+    wire = np.array([sent], dtype=np.int64)
+    all_wire = np.empty(p, dtype=np.int64) if comm.rank == 0 else None
+    comm.Gather(wire, all_wire, root=0)
+    wrong = np.array([checked.pop("wrong")], dtype=np.int64)
+    comm.Allreduce(MPI.IN_PLACE, wrong)
+    extra = comm.gather(checked, root=0)
+    if comm.rank != 0:
+        return {"wrong": int(wrong[0])}, {}
+    assert all_times is not None and all_wire is not None and extra is not None
+    fields: dict[str, Any] = {
+        "kernel": case.kernel,
+        "algo": case.algo,
+        "encoder": case.encoder,
+        "dtype": case.dtype,
+        "size_bytes": size,
+        "ranks": p,
+        "warmup": warmup,
+        "iters": iters,
+        "barrier": cfg.barrier,
+        "checked": cfg.check,
+        "wrong": int(wrong[0]),
+        "wire_bytes": int(all_wire.max()),
+        "messages_per_call": per_call,
+    }
+    fields.update(case.record_fields())
+    fields.update(summarize(all_times, size, case.bus_factor(p)))
+    fields.update(merge_per_rank(extra))
+    case.finish_record(fields)
+    return fields, {"times_s": all_times, "wire_bytes_per_rank": all_wire}
+
+
+def run_sweep(
+    comm: MPI.Comm, cases: Sequence[Case], cfg: SweepConfig, emit: Emit, *, progress: bool = True
+) -> int:
+    """Run every case over every size; ``emit`` gets each record on rank 0. Returns wrong total."""
+    total_wrong, start = 0, time.monotonic()
+    plans = [(case, whole_items(cfg.sizes, case.itemsize)) for case in cases]
+    steps, done = sum(len(sizes) for _, sizes in plans), 0
+    for case, sizes in plans:
+        for size in sizes:
+            fields, arrays = measure(comm, case, size, cfg)
+            total_wrong += fields["wrong"]
+            done += 1
+            if comm.rank == 0:
+                emit(fields, arrays)
+            comm.Barrier()  # the record is on disk before any rank can fail at the next size
+            if comm.rank == 0 and progress and time.monotonic() - start > PROGRESS_AFTER_S:
+                print(
+                    f"[{case.kernel}] {case.algo} {size} B done ({done}/{steps})",
+                    file=sys.stderr,
+                    flush=True,
+                )
+    return total_wrong

@@ -1,0 +1,222 @@
+"""The SPMD program every kernel runs: common flags, collective validation, the log, errors.
+
+Bad input is found before any measurement, on every rank, and agreed on with one
+``allgather``, so that all ranks leave together with exit status 2 and one line on
+stderr. Anything that fails later aborts the whole job (``MPI_Abort``) instead of
+leaving the other ranks waiting; the records completed so far stay in the
+``.partial`` log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+from mpi4py import MPI
+
+from hpcopt.backend import Backend, get_backend
+from hpcopt.bench.console import Table
+from hpcopt.bench.harness import BARRIER_POLICIES, Case, SweepConfig, run_sweep, size_sweep
+from hpcopt.errors import UsageError
+from hpcopt.log import LogWriter
+from hpcopt.meta import collect_meta
+from hpcopt.registry import load_plugins
+from hpcopt.specs import parse_size
+
+__all__ = [
+    "KernelParser",
+    "add_output_flags",
+    "common_parser",
+    "guarded",
+    "open_log",
+    "run_sweep_kernel",
+    "sweep_config",
+    "validate_collectively",
+]
+
+TIMES_NOTE = (
+    "times: avg/min/max over ranks of each rank's mean; p50/p99 over iterations of the slowest rank"
+)
+
+MakeCases = Callable[[MPI.Comm, argparse.Namespace, Backend], Sequence[Case]]
+T = TypeVar("T")
+
+
+class KernelParser(argparse.ArgumentParser):
+    """argparse that raises UsageError and prints help on rank 0 only."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+    def _print_message(self, message: str, file: Any = None) -> None:
+        if MPI.COMM_WORLD.rank == 0:
+            super()._print_message(message, file)
+
+
+def _factor(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise UsageError(f"cannot parse step factor {text!r}") from None
+
+
+def add_output_flags(parser: argparse.ArgumentParser) -> None:
+    """-o/--tag/--overwrite/--device/-q: the flags of every kernel, sweeping or not."""
+    add = parser.add_argument
+    add("--device", default="cpu", help="cpu or cuda (default cpu)")
+    add("-o", "--output", default=None, help="HDF5 log (default results/KERNEL-TIME.h5)")
+    add("--tag", default="", help="label of this setup, e.g. the interconnect (shm, ib)")
+    add("--overwrite", action="store_true", help="replace an existing output file")
+    add("-q", "--quiet", action="store_true", help="no progress lines on stderr")
+
+
+def common_parser(kernel: str, description: str | None) -> KernelParser:
+    """The flags every sweeping kernel takes (nccl-tests' -b -e -f -w -n -c, plus output)."""
+    parser = KernelParser(prog=f"kernels/{kernel}.py", description=description)
+    add = parser.add_argument
+    add("-b", "--minbytes", default="8", help="smallest message size, e.g. 8, 1K (default 8)")
+    add("-e", "--maxbytes", default="16M", help="largest message size (default 16M)")
+    add("-f", "--stepfactor", default="2", type=_factor, help="size multiplier (default 2)")
+    add("-w", "--warmup", default=10, type=int, help="warm-up iterations (default 10)")
+    add("-n", "--iters", default=100, type=int, help="timed iterations (default 100)")
+    add("--fixed-iters", action="store_true", help="do not scale iterations down above 1 MiB")
+    add("-c", "--check", default=1, type=int, choices=(0, 1), help="correctness pass (default 1)")
+    add("--barrier", default="iter", choices=tuple(BARRIER_POLICIES), help="barrier policy")
+    add_output_flags(parser)
+    return parser
+
+
+def sweep_config(args: argparse.Namespace) -> SweepConfig:
+    """The harness configuration from the common flags."""
+    if args.iters < 1 or args.warmup < 0:
+        raise UsageError("-n must be >= 1 and -w >= 0")
+    sizes = size_sweep(parse_size(args.minbytes), parse_size(args.maxbytes), args.stepfactor)
+    return SweepConfig(
+        sizes=sizes,
+        warmup=args.warmup,
+        iters=args.iters,
+        scale_iters=not args.fixed_iters,
+        barrier=args.barrier,
+        check=bool(args.check),
+    )
+
+
+def _default_output(kernel: str) -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("results") / f"{kernel}-{stamp}.h5"
+
+
+def _agree(comm: MPI.Comm, error: str | None) -> None:
+    """Raise the first rank's error on every rank, so that all ranks stop together."""
+    errors = [e for e in comm.allgather(error) if e]
+    if errors:
+        raise UsageError(errors[0])
+
+
+def validate_collectively(comm: MPI.Comm, check: Callable[[], T]) -> T:
+    """Run ``check`` on every rank; a UsageError on any rank is raised on all of them."""
+    error, result = None, None
+    try:
+        result = check()
+    except UsageError as exc:
+        error = str(exc)
+    _agree(comm, error)
+    return result  # type: ignore[return-value]
+
+
+def open_log(comm: MPI.Comm, kernel: str, args: argparse.Namespace) -> LogWriter | None:
+    """Rank 0 opens the log (``-o``, ``--overwrite``); every rank learns whether it could."""
+    writer, error = None, None
+    if comm.rank == 0:
+        try:
+            output = Path(args.output) if args.output else _default_output(kernel)
+            writer = LogWriter(output, overwrite=args.overwrite)
+        except UsageError as exc:
+            error = str(exc)
+    _agree(comm, comm.bcast(error, root=0))
+    return writer
+
+
+def _setup(
+    comm: MPI.Comm, kernel: str, parser: KernelParser, make_cases: MakeCases, argv: Any
+) -> tuple[argparse.Namespace, SweepConfig, Backend, Sequence[Case], LogWriter | None]:
+    def check() -> tuple:
+        load_plugins()
+        args = parser.parse_args(argv)
+        cfg = sweep_config(args)
+        backend = get_backend(args.device)
+        return args, cfg, backend, make_cases(comm, args, backend)
+
+    args, cfg, backend, cases = validate_collectively(comm, check)
+    return args, cfg, backend, cases, open_log(comm, kernel, args)
+
+
+def _run_logged(
+    comm: MPI.Comm,
+    kernel: str,
+    args: argparse.Namespace,
+    cfg: SweepConfig,
+    backend: Backend,
+    cases: Sequence[Case],
+    writer: LogWriter | None,
+) -> int:
+    meta = collect_meta(
+        comm,
+        kernel=kernel,
+        tag=args.tag,
+        device=backend.device,
+        cuda_aware=backend.cuda_aware,
+        barrier=cfg.barrier,
+        barrier_policy=BARRIER_POLICIES[cfg.barrier],
+    )
+    table = Table(kernel) if comm.rank == 0 else None
+    if writer is not None and table is not None:
+        writer.start_run(meta)
+        notes = (f"barrier: {meta['barrier_policy']}", TIMES_NOTE)
+        table.header(meta, backend.describe(), notes)
+
+    def emit(fields: dict[str, Any], arrays: dict[str, Any]) -> None:
+        assert writer is not None and table is not None
+        writer.append(fields, arrays)
+        table.row(fields)
+
+    wrong = run_sweep(comm, cases, cfg, emit, progress=not args.quiet)
+    if writer is not None and table is not None:
+        table.footer(writer.close(), wrong)
+    return wrong
+
+
+def guarded(comm: MPI.Comm, kernel: str, setup: Callable[[], T], body: Callable[[T], int]) -> int:
+    """Exit 2 with one line when ``setup`` finds bad input; abort the job if ``body`` fails."""
+    try:
+        state = setup()
+    except UsageError as exc:
+        if comm.rank == 0:
+            print(f"{kernel}: error: {exc}", file=sys.stderr, flush=True)
+        return 2
+    try:
+        return body(state)
+    except BaseException as exc:
+        print(f"{kernel}: error on rank {comm.rank}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        sys.stderr.flush()
+        comm.Abort(1)
+        raise
+
+
+def run_sweep_kernel(
+    kernel: str,
+    parser: KernelParser,
+    make_cases: MakeCases,
+    argv: Sequence[str] | None = None,
+) -> int:
+    """Validate, measure, log; returns the exit status (2 bad input, 1 wrong results)."""
+    comm = MPI.COMM_WORLD
+
+    def body(state: tuple) -> int:
+        return 1 if _run_logged(comm, kernel, *state) else 0
+
+    return guarded(comm, kernel, lambda: _setup(comm, kernel, parser, make_cases, argv), body)

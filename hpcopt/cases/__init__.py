@@ -1,1 +1,0 @@
-"""Harness cases: what each kernel times (allreduce algorithms, point-to-point patterns)."""

@@ -1,0 +1,128 @@
+"""Encoder memory: error feedback for one-stage encoders and for PowerSGD's two stages.
+
+Both wrap an encoder and satisfy the same codec protocol, so aggregation paths and
+optimizers never ask what they hold.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from hpcopt.backend import array_module
+from hpcopt.encoders.base import Codec, Encoder, Payload, decode_into, flat_f32
+
+__all__ = ["ErrorFeedback", "TwoStageFeedback", "with_memory"]
+
+
+class _Residual:
+    """A float32 residual per input size; restarts at zero when size or array module change."""
+
+    def __init__(self) -> None:
+        self.residual: Any = None
+        self._p: Any = None
+
+    def plus_residual(self, flat: Any) -> Any:
+        """p = x + e (a work array reused between calls)."""
+        xp = array_module(flat)
+        if (
+            self.residual is None
+            or self.residual.size != flat.size
+            or (array_module(self.residual) is not xp)
+        ):
+            self.residual = xp.zeros(flat.size, dtype=np.float32)
+            self._p = xp.empty(flat.size, dtype=np.float32)
+        xp.add(flat, self.residual, out=self._p)
+        return self._p
+
+    def reset(self) -> None:
+        """Forget the residual."""
+        self.residual = None
+
+
+class ErrorFeedback(_Residual):
+    """Wraps an encoder: p = x + e; payload = enc(p); e = p − dec(payload).
+
+    Decoding and the wire format are the wrapped encoder's.
+    """
+
+    def __init__(self, encoder: Encoder) -> None:
+        super().__init__()
+        self.encoder = encoder
+
+    @property
+    def name(self) -> str:
+        return self.encoder.name
+
+    @property
+    def summable(self) -> bool:
+        return self.encoder.summable
+
+    @property
+    def sum_dtype(self) -> str:
+        return self.encoder.sum_dtype
+
+    @property
+    def unbiased(self) -> bool:
+        return False
+
+    @property
+    def two_stage(self) -> bool:
+        return False
+
+    def encode(self, x: Any, step: int = 0) -> Payload:
+        """Encode x plus the carried residual, and keep what was lost."""
+        flat = flat_f32(x)
+        p = self.plus_residual(flat)
+        payload = self.encoder.encode(p.reshape(x.shape), step)
+        decode_into(self.encoder, payload, self.residual)
+        array_module(p).subtract(p, self.residual, out=self.residual)
+        return payload
+
+    def decode(self, payload: Payload, out: Any = None) -> Any:
+        return self.encoder.decode(payload, out)
+
+    def from_bytes(self, raw: Any, shape: tuple[int, ...], step: int = 0) -> Payload:
+        return self.encoder.from_bytes(raw, shape, step)
+
+    def wire_bytes(self, d: int) -> int | None:
+        return self.encoder.wire_bytes(d)
+
+
+class TwoStageFeedback(ErrorFeedback):
+    """Error feedback around PowerSGD's stages: e = (x + e) − P·Q_localᵀ.
+
+    P is the orthonormalized sum; Q_local is this rank's Q before it is summed, as in
+    PyTorch's PowerSGD hook.
+    """
+
+    @property
+    def two_stage(self) -> bool:
+        return True
+
+    def project(self, x: Any, step: int = 0) -> Any:
+        self._shape = tuple(x.shape)
+        self._m = self.plus_residual(flat_f32(x))
+        return self.encoder.project(self._m.reshape(x.shape), step)  # type: ignore[attr-defined]
+
+    def reproject(self, p: Any) -> Any:
+        self._p_summed = p
+        q = self.encoder.reproject(p)  # type: ignore[attr-defined]
+        self._q_local = q.copy()
+        return q
+
+    def reconstruct(self, q: Any, out: Any = None) -> Any:
+        res = self.encoder.reconstruct(q, out)  # type: ignore[attr-defined]
+        mine = Payload((self._p_summed.reshape(-1), self._q_local.reshape(-1)), self._shape)
+        local = self.encoder.decode(mine)
+        xp = array_module(self._m)
+        xp.subtract(self._m, local.reshape(-1), out=self.residual)
+        return res
+
+
+def with_memory(encoder: Encoder, ef: bool) -> Codec:
+    """``encoder`` itself, or wrapped in the error feedback that fits its kind."""
+    if not ef:
+        return encoder
+    return TwoStageFeedback(encoder) if encoder.two_stage else ErrorFeedback(encoder)
