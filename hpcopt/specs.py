@@ -24,6 +24,7 @@ __all__ = [
     "open_unit_interval",
     "parse_size",
     "parse_spec",
+    "plural",
     "positive_int",
     "positive_real",
     "positive_size",
@@ -58,6 +59,11 @@ def format_size(nbytes: int) -> str:
         if nbytes >= scale and nbytes % scale == 0:
             return f"{nbytes // scale} {unit}"
     return f"{nbytes} B"
+
+
+def plural(count: int, noun: str) -> str:
+    """``1 rank``, ``2 ranks``."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def parse_spec(spec: str, what: str) -> tuple[str, dict[str, str]]:

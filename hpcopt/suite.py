@@ -10,10 +10,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from hpcopt.errors import UsageError
 from hpcopt.launch import spawn_kernel_checked
 from hpcopt.log import check_output_path, merge_logs, partial_path, read_log
-from hpcopt.specs import format_size
+from hpcopt.record import cell
+from hpcopt.specs import format_size, plural
 
 __all__ = ["default_ranks", "run_suite", "summary"]
 
@@ -37,7 +40,7 @@ def _plan(ranks: int, maxbytes: str) -> list[tuple[str, int, list[str]]]:
 
 def _run_one(name: str, ranks: int, args: list[str], log: Path) -> None:
     started = time.monotonic()
-    print(f"# running {name} on {ranks} ranks ...", flush=True)
+    print(f"# running {name} on {plural(ranks, 'rank')} ...", flush=True)
     spawn_kernel_checked(name, ranks, [*args, "-o", str(log), "-q"], timeout_s=KERNEL_TIMEOUT_S)
     print(f"#   done in {time.monotonic() - started:.1f} s", flush=True)
 
@@ -66,46 +69,80 @@ def run_suite(*, ranks: int, output: Path, tag: str, overwrite: bool, maxbytes: 
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _pick(records: list[dict[str, Any]], **match: Any) -> dict[str, Any] | None:
-    return next((r for r in records if all(r.get(k) == v for k, v in match.items())), None)
+Rec = tuple[dict[str, Any], dict[str, np.ndarray]]
+
+
+def _quartiles(rec: dict[str, Any], arrays: dict[str, np.ndarray]) -> tuple[float, float, float]:
+    """(q1, median, q3) in seconds over iterations of the slowest rank's time."""
+    times = arrays.get("times_s")
+    if not isinstance(times, np.ndarray) or not times.size:
+        t = float(rec["t_avg_s"])
+        return t, t, t
+    q1, q2, q3 = np.percentile(times.max(axis=0), [25, 50, 75])
+    return float(q1), float(q2), float(q3)
+
+
+def _latency(item: Rec) -> tuple[float, str]:
+    """Median µs and its interquartile range as text."""
+    q1, q2, q3 = (1e6 * t for t in _quartiles(*item))
+    return q2, f"{q2:.2f} [{q1:.2f}-{q3:.2f}]"
+
+
+def _bandwidth(item: Rec, field: str) -> tuple[float, str]:
+    """GB/s at the median time (and at the quartiles), for ``field`` (algbw or busbw)."""
+    rec = item[0]
+    factor = rec[field] / rec["algbw_GBps"] if rec.get("algbw_GBps") else 1.0
+    q1, q2, q3 = (rec["size_bytes"] / t / 1e9 * factor for t in _quartiles(*item))
+    return q2, f"{q2:.3f} [{q3:.3f}-{q1:.3f}]"
+
+
+def _sweep_table(kernel: str, items: list[Rec]) -> list[str]:
+    """Per algorithm: the smallest size's median latency, the largest size's median busbw."""
+    recs = [r for r, _ in items]
+    small, large = min(r["size_bytes"] for r in recs), max(r["size_bytes"] for r in recs)
+    rows: list[tuple[str, tuple[float, str], tuple[float, str], int]] = []
+    for algo in dict.fromkeys(r["algo"] for r in recs):
+        mine = [i for i in items if i[0]["algo"] == algo]
+        lo = next((i for i in mine if i[0]["size_bytes"] == small), None)
+        hi = next((i for i in mine if i[0]["size_bytes"] == large), None)
+        if lo is not None and hi is not None:
+            wrong = sum(i[0]["wrong"] for i in mine)
+            rows.append((algo, _latency(lo), _bandwidth(hi, "busbw_GBps"), wrong))
+    if not rows:
+        return []
+    best_lo = min(rows, key=lambda r: r[1][0])[0]
+    best_hi = max(rows, key=lambda r: r[2][0])[0]
+    head = f"{kernel} ({plural(recs[0]['ranks'], 'rank')})"
+    lines = [
+        f"{head:<22}{format_size(small) + ' median us [IQR]':>30}"
+        f"{format_size(large) + ' busbw GB/s [IQR]':>32}{'wrong':>7}"
+    ]
+    for algo, (_, lat), (_, bw), wrong in rows:
+        lat += " *" if algo == best_lo else "  "
+        bw += " *" if algo == best_hi else "  "
+        lines.append(f"{algo:<22}{lat:>30}{bw:>32}{wrong:>7d}")
+    lines.append(f"{'':<22}{'* best at this size':>30}")
+    return lines
 
 
 def summary(path: Path) -> str:
-    """A short table: each algorithm's small-message latency and large-message busbw."""
-    records = read_log(path).records()
-    lines = []
-    coll = [r for r in records if r["kernel"] == "allreduce"]
-    if coll:
-        small, large = min(r["size_bytes"] for r in coll), max(r["size_bytes"] for r in coll)
-        head = f"{'allreduce (' + str(coll[0]['ranks']) + ' ranks)':<22}"
-        lines.append(
-            f"{head}{format_size(small) + ' (us)':>14}{format_size(large) + ' busbw (GB/s)':>24}"
-            f"{'wrong':>7}"
-        )
-        for algo in dict.fromkeys(r["algo"] for r in coll):
-            lo, hi = (
-                _pick(coll, algo=algo, size_bytes=small),
-                _pick(coll, algo=algo, size_bytes=large),
-            )
-            wrong = sum(r["wrong"] for r in coll if r["algo"] == algo)
-            if lo is None or hi is None:
-                continue
-            lines.append(
-                f"{algo:<22}{lo['t_avg_s'] * 1e6:>14.2f}{hi['busbw_GBps']:>24.3f}{wrong:>7d}"
-            )
-    ping = [r for r in records if r["kernel"] == "p2p" and r["algo"] == "pingpong"]
-    stream = [r for r in records if r["kernel"] == "p2p" and r["algo"] == "stream"]
+    """A short report: each algorithm's small-message latency and large-message busbw
+    (medians over iterations with their interquartile range), the p2p link, the encoders."""
+    log = read_log(path)
+    items = list(zip(log.records(), (a for run in log.runs for a in run.arrays), strict=True))
+    lines = _sweep_table("allreduce", [i for i in items if i[0]["kernel"] == "allreduce"])
+    ping = [i for i in items if i[0]["kernel"] == "p2p" and i[0]["algo"] == "pingpong"]
+    stream = [i for i in items if i[0]["kernel"] == "p2p" and i[0]["algo"] == "stream"]
     if ping and stream:
         lo, hi = ping[0], stream[-1]
         lines.append(
-            f"p2p: latency {format_size(lo['size_bytes'])} {lo['t_avg_s'] * 1e6:.2f} us; "
-            f"bandwidth {format_size(hi['size_bytes'])} {hi['algbw_GBps']:.3f} GB/s"
+            f"p2p: latency {format_size(lo[0]['size_bytes'])} {_latency(lo)[1]} us; "
+            f"bandwidth {format_size(hi[0]['size_bytes'])} {_bandwidth(hi, 'algbw_GBps')[1]} GB/s"
         )
-    for rec in (r for r in records if r["kernel"] == "compress"):
-        lines.append(
-            f"compress {rec['encoder']:<24} ratio {rec.get('compression_ratio', 0):7.1f}  "
-            f"encode {rec.get('encode_GBps', 0):6.2f} GB/s"
-        )
+    for rec, _ in (i for i in items if i[0]["kernel"] == "compress"):
+        ratio = cell("compression_ratio", rec.get("compression_ratio"))
+        speed = cell("encode_GBps", rec.get("encode_GBps"))
+        lines.append(f"compress {rec['encoder']:<24} ratio {ratio:>7}  encode {speed:>7} GB/s")
     return "\n".join(lines)
 
 

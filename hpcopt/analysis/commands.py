@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from hpcopt.errors import UsageError
+from hpcopt.specs import plural
 
 __all__ = ["add_subparser"]
 
@@ -126,7 +127,7 @@ def _predict_text(rows: list[dict[str, Any]], even: list[dict[str, Any]], note: 
          fmt_num(r["lower_bound_s"], ".4g", 1e6), r["best"]]
         for r in rows
     ]  # fmt: skip
-    out = [f"# predicted allreduce times at {rows[0]['ranks']} ranks; {note}"]
+    out = [f"# predicted allreduce times at {plural(rows[0]['ranks'], 'rank')}; {note}"]
     out.append(text_table(head, body))
     if even:
         out += ["", "# encoders: compression is faster on links slower than pays_below"]

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from hpcopt.record import CONSOLE, FIELDS, Column
+from hpcopt.specs import plural
 
 __all__ = ["Table", "format_row"]
 
@@ -33,7 +34,8 @@ class Table:
         self.columns = _columns(kernel)
 
     def header(self, meta: dict[str, Any], device: str, notes: tuple[str, ...] = ()) -> None:
-        print(f"# hpcopt {self.kernel}: {meta['ranks']} ranks on {meta['nodes']} node(s)")
+        ranks, nodes = plural(meta["ranks"], "rank"), plural(meta["nodes"], "node")
+        print(f"# hpcopt {self.kernel}: {ranks} on {nodes}")
         print(
             f"# MPI: {meta['mpi_library']} (MPI {meta['mpi_standard_version']}, "
             f"thread level {meta['thread_level']})"

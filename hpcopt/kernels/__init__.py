@@ -17,6 +17,8 @@ KERNELS = ("allreduce", "p2p", "compress", "train")
 
 def run(name: str, argv: Sequence[str] | None = None) -> int:
     """Run kernel ``name`` in this process (under mpiexec); returns its exit status."""
+    if name not in KERNELS:
+        raise ValueError(f"unknown kernel {name!r}; choose from: {', '.join(KERNELS)}")
     # One BLAS/OpenMP thread per rank: the ranks already fill the cores.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     os.environ.setdefault("OMP_NUM_THREADS", "1")

@@ -132,3 +132,13 @@ def test_a_read_that_never_finishes_is_cut_off(tmp_path: Path, monkeypatch) -> N
     with pytest.raises(LogError, match="did not finish"):
         read_log(path)
     assert time.monotonic() - started < 10
+
+
+def test_every_schema_field_is_documented() -> None:
+    """docs/schema.md names every field of hpcopt/record.py, so the two cannot drift apart."""
+    from mpirun import ROOT
+
+    from hpcopt.record import FIELDS
+
+    text = (ROOT / "docs" / "schema.md").read_text()
+    assert [name for name in FIELDS if f"`{name}`" not in text] == []
