@@ -10,11 +10,13 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
+from typing import TypeVar
 
 from hpcopt.errors import UsageError
 
 __all__ = [
     "boolean",
+    "bounded",
     "choice",
     "format_size",
     "fraction",
@@ -106,28 +108,15 @@ def split_specs(text: str, what: str) -> list[str]:
     return specs
 
 
+N = TypeVar("N", int, float)
+
+
 def integer(value: str) -> int:
     """A whole number written as digits (not 1e5 or 1.0)."""
     try:
         return int(value.strip(), 10)
     except ValueError:
         raise ValueError("an integer") from None
-
-
-def positive_int(value: str) -> int:
-    """An integer >= 1."""
-    number = integer(value)
-    if number < 1:
-        raise ValueError("a positive integer")
-    return number
-
-
-def nonnegative_int(value: str) -> int:
-    """An integer >= 0."""
-    number = integer(value)
-    if number < 0:
-        raise ValueError("an integer >= 0")
-    return number
 
 
 def real(value: str) -> float:
@@ -141,28 +130,12 @@ def real(value: str) -> float:
     return number
 
 
-def positive_real(value: str) -> float:
-    """A finite number > 0."""
-    number = real(value)
-    if number <= 0:
-        raise ValueError("a number > 0")
-    return number
-
-
-def nonnegative_real(value: str) -> float:
-    """A finite number >= 0."""
-    number = real(value)
-    if number < 0:
-        raise ValueError("a number >= 0")
-    return number
-
-
-def fraction(value: str) -> float:
-    """A number in (0, 1]."""
-    number = real(value)
-    if not 0 < number <= 1:
-        raise ValueError("a number in (0, 1]")
-    return number
+def size(value: str) -> int:
+    """A byte size such as 64K."""
+    try:
+        return parse_size(value)
+    except UsageError:
+        raise ValueError("a size such as 64K or 1M") from None
 
 
 def boolean(value: str) -> bool:
@@ -173,25 +146,32 @@ def boolean(value: str) -> bool:
     return word in ("1", "true", "yes")
 
 
-def size(value: str) -> int:
-    """A byte size such as 64K."""
-    try:
-        return parse_size(value)
-    except UsageError:
-        raise ValueError("a size such as 64K or 1M") from None
-
-
-def positive_size(value: str) -> int:
-    """A byte size of at least one byte."""
-    number = size(value)
-    if number < 1:
-        raise ValueError("a size of at least 1 byte")
-    return number
-
-
 def text(value: str) -> str:
     """Any text."""
     return value
+
+
+def bounded(base: Callable[[str], N], ok: Callable[[N], bool], expected: str) -> Callable[[str], N]:
+    """A parser: ``base``'s value when ``ok`` accepts it, else ValueError(``expected``)."""
+
+    def parse(value: str) -> N:
+        number = base(value)
+        if not ok(number):
+            raise ValueError(expected)
+        return number
+
+    parse.__doc__ = expected[0].upper() + expected[1:] + "."
+    return parse
+
+
+positive_int = bounded(integer, lambda n: n >= 1, "a positive integer")
+nonnegative_int = bounded(integer, lambda n: n >= 0, "an integer >= 0")
+positive_real = bounded(real, lambda x: x > 0, "a number > 0")
+nonnegative_real = bounded(real, lambda x: x >= 0, "a number >= 0")
+fraction = bounded(real, lambda x: 0 < x <= 1, "a number in (0, 1]")
+unit_interval = bounded(real, lambda x: 0 <= x <= 1, "a number in [0, 1]")
+open_unit_interval = bounded(real, lambda x: 0 < x < 1, "a number in (0, 1)")
+positive_size = bounded(size, lambda n: n >= 1, "a size of at least 1 byte")
 
 
 def choice(*allowed: str) -> Callable[[str], str]:
@@ -203,19 +183,3 @@ def choice(*allowed: str) -> Callable[[str], str]:
         return value
 
     return parse
-
-
-def unit_interval(value: str) -> float:
-    """A number in [0, 1]."""
-    number = real(value)
-    if not 0 <= number <= 1:
-        raise ValueError("a number in [0, 1]")
-    return number
-
-
-def open_unit_interval(value: str) -> float:
-    """A number in (0, 1)."""
-    number = real(value)
-    if not 0 < number < 1:
-        raise ValueError("a number in (0, 1)")
-    return number

@@ -12,7 +12,17 @@ from hpcopt.aggregation.wire import as_bytes, gather_bytes
 from hpcopt.backend import Scratch, array_module
 from hpcopt.encoders import Codec
 
-__all__ = ["allgather", "decode_sum", "encode_gather"]
+__all__ = ["allgather", "decode_sum", "encode_gather", "gathered"]
+
+
+def gathered(
+    comm: MPI.Comm, x: Any, codec: Codec, step: int, scratch: Scratch | None
+) -> tuple[Any, Scratch, Clock, Any, np.ndarray, int]:
+    """Start a gather-based path: (xp, scratch, clock, received, table, bytes sent)."""
+    xp = array_module(x)
+    scratch = scratch or Scratch(xp)
+    clock = Clock()
+    return (xp, scratch, clock, *encode_gather(comm, x, codec, step, scratch, clock))
 
 
 def encode_gather(
@@ -43,10 +53,7 @@ def allgather(
     comm: MPI.Comm, x: Any, codec: Codec, *, step: int = 0, scratch: Scratch | None = None
 ) -> Result:
     """Allgatherv of sizes and payload bytes, then decode and sum in rank order."""
-    xp = array_module(x)
-    scratch = scratch or Scratch(xp)
-    clock = Clock()
-    recv, table, nbytes = encode_gather(comm, x, codec, step, scratch, clock)
+    xp, scratch, clock, recv, table, nbytes = gathered(comm, x, codec, step, scratch)
     out = xp.empty(x.size, dtype=np.float32)
     decode_sum(codec, recv, table, tuple(x.shape), step, out, scratch.get("w", x.size, "f4"))
     clock.lap("decode")

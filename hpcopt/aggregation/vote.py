@@ -7,9 +7,9 @@ from typing import Any
 import numpy as np
 from mpi4py import MPI
 
-from hpcopt.aggregation.base import Clock, Result
-from hpcopt.aggregation.gather import encode_gather
-from hpcopt.backend import Scratch, array_module
+from hpcopt.aggregation.base import Result
+from hpcopt.aggregation.gather import gathered
+from hpcopt.backend import Scratch
 from hpcopt.encoders import Codec
 
 __all__ = ["vote"]
@@ -19,10 +19,7 @@ def vote(
     comm: MPI.Comm, x: Any, codec: Codec, *, step: int = 0, scratch: Scratch | None = None
 ) -> Result:
     """Allgather the sign payloads, count the negative votes, take the majority."""
-    xp = array_module(x)
-    scratch = scratch or Scratch(xp)
-    clock = Clock()
-    recv, table, nbytes = encode_gather(comm, x, codec, step, scratch, clock)
+    xp, scratch, clock, recv, table, nbytes = gathered(comm, x, codec, step, scratch)
     votes = scratch.get("votes", x.size, np.int32)
     votes[...] = 0
     total = 0.0
