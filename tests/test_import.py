@@ -249,7 +249,7 @@ def test_malformed_input_is_one_line_with_the_line_number(
 @pytest.mark.parametrize(
     "args,message",
     [
-        (["--ranks", "0"], "--ranks must be >= 1"),
+        (["--ranks", "0"], "--ranks must be between 1 and"),
         (["--ranks", "two"], "invalid int value"),
         (["--from", "hpl"], "invalid choice"),
     ],

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from hpcopt.errors import UsageError
-from hpcopt.importers.common import Parsed, ParseError, Section, Source, read_source
+from hpcopt.importers.common import MAX_RANKS, Parsed, ParseError, Section, Source, read_source
 from hpcopt.importers.imb import looks_like_imb, parse_imb
 from hpcopt.importers.nccl import looks_like_nccl, parse_nccl
 from hpcopt.importers.osu import looks_like_osu, parse_osu
@@ -118,8 +118,8 @@ def import_files(
     """Parse ``paths`` and write them as one log; returns (path, sections, notes)."""
     from hpcopt.log import LogWriter, check_output_path, partial_path
 
-    if ranks is not None and ranks < 1:
-        raise UsageError(f"--ranks must be >= 1, got {ranks}")
+    if ranks is not None and not 1 <= ranks <= MAX_RANKS:
+        raise UsageError(f"--ranks must be between 1 and {MAX_RANKS}, got {ranks}")
     output = Path(output)
     check_output_path(output, overwrite)
     imported = [parse_file(p, fmt, ranks) for p in paths]

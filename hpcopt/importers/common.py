@@ -21,6 +21,7 @@ from hpcopt.errors import UsageError
 __all__ = [
     "BUS_FACTORS",
     "DATA_MOVEMENT",
+    "MAX_RANKS",
     "REDUCTIONS",
     "ParseError",
     "Parsed",
@@ -34,6 +35,7 @@ __all__ = [
 ]
 
 INT64_MAX = 2**63 - 1
+MAX_RANKS = 1 << 31
 _INT = re.compile(r"[0-9]+")
 _FLOAT = re.compile(r"[+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
@@ -165,6 +167,8 @@ def choose_ranks(
     source: Source, lineno: int | None, stated: int | None, given: int | None
 ) -> int | None:
     """The rank count the source states, else ``given`` (--ranks); ParseError if they differ."""
+    if stated is not None and not 1 <= stated <= MAX_RANKS:
+        raise source.error(lineno, f"a count of {stated} processes is out of range")
     if stated is not None and given is not None and stated != given:
         raise source.error(lineno, f"the source states {stated} processes, --ranks says {given}")
     return stated if stated is not None else given

@@ -148,7 +148,7 @@ def _heading(source: Source, lineno: int, line: str, state: _State, parsed: Pars
     parsed.sections.append(state.section)
 
 
-def _comment(line: str, state: _State, parsed: Parsed) -> None:
+def _comment(source: Source, lineno: int, line: str, state: _State, parsed: Parsed) -> None:
     """A ``#`` line: banner, preamble fact, benchmark name, process count or calling sequence."""
     m = _VERSION.match(line)
     if m:
@@ -163,13 +163,13 @@ def _comment(line: str, state: _State, parsed: Parsed) -> None:
         if state.bench is None:
             parsed.skipped.append(f"IMB {name}")
         return
-    m = _PROCS.match(line) or _IDLE.match(line)
+    m = _PROCS.match(line)
     if m:
-        key = "ranks" if m.re is _PROCS else "idle_processes"
-        if key == "ranks":
-            state.ranks = int(m[1])
-        else:
-            state.bench_facts[key] = int(m[1])
+        state.ranks = source.count(lineno, m[1], "#processes")
+        return
+    m = _IDLE.match(line)
+    if m:
+        state.bench_facts["idle_processes"] = source.count(lineno, m[1], "processes")
         return
     if _FINALIZE.match(line):
         state.bench, state.section = None, None
@@ -205,7 +205,7 @@ def parse_imb(source: Source, ranks: int | None = None) -> Parsed:
         if line.startswith("#"):
             seen_imb = seen_imb or looks_like_imb(line)
             if seen_imb:
-                _comment(line, state, parsed)
+                _comment(source, lineno, line, state, parsed)
             continue
         if not seen_imb:
             continue  # launcher output before IMB's banner

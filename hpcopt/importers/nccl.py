@@ -240,10 +240,10 @@ def _config(line: str) -> dict[str, Any]:
     return out
 
 
-def _group(source: Source, lineno: int, names: list[str], tokens: list[str]) -> dict[str, Any]:
-    """One out-of-place or in-place column group as record fields."""
+def _group(source: Source, lineno: int, pairs: list[tuple[str, str]]) -> dict[str, Any]:
+    """One out-of-place or in-place column group, (heading, value) pairs, as record fields."""
     out: dict[str, Any] = {}
-    for name, token in zip(names, tokens, strict=True):
+    for name, token in pairs:
         if name in _TIME_COLUMNS:
             value = source.number(lineno, token, name)
             out["time_us" if name == "time" else "cpu_time_s"] = (
@@ -292,8 +292,9 @@ def _text_row(source: Source, lineno: int, names: list[str], tokens: list[str]) 
         row["root"] = -1 if root == "-1" else source.count(lineno, root, "root")
     bounds = [*starts, len(names)]
     for key, lo, hi in zip(("oop", "ip"), bounds, bounds[1:], strict=False):
-        group_names = [n for n in names[lo:hi] if n != "timestamp"]
-        row[key] = _group(source, lineno, group_names, tokens[lo : lo + len(group_names)])
+        pairs = [(n, t) for n, t in zip(names[lo:hi], tokens[lo:hi], strict=True)
+                 if n != "timestamp"]  # fmt: skip
+        row[key] = _group(source, lineno, pairs)
     if "timestamp" in names:
         row["common"] = {"timestamp": tokens[names.index("timestamp")]}
     return row

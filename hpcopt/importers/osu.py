@@ -67,7 +67,7 @@ _COLUMNS = (
     ("rate", re.compile(r"Messages/s")),
     ("bw_MBps", re.compile(r"MB/s")),
     ("validation", re.compile(r"Validation")),
-    ("tail", re.compile(r"P(\d+) Tail (Lat\(us\)|BW\(MB/s\))")),
+    ("tail", re.compile(r"P(\d{1,3}) Tail (Lat\(us\)|BW\(MB/s\))")),
     ("transmit", re.compile(r"Transmit Size")),
 )
 
@@ -206,11 +206,11 @@ def _record(
     )  # fmt: skip
 
 
-def _comment(bench: _Benchmark, line: str) -> None:
+def _comment(source: Source, lineno: int, bench: _Benchmark, line: str) -> None:
     """A ``#`` line that is no title, datatype or heading: kept as a fact of the benchmark."""
     m = _PAIRS.match(line)
     if m:
-        bench.facts.update(pairs=int(m[1]), window_size=m[2])
+        bench.facts.update(pairs=source.count(lineno, m[1], "pairs"), window_size=m[2])
         return
     text = line.lstrip("#").strip()
     if text:
@@ -244,7 +244,7 @@ def parse_osu(source: Source, ranks: int | None = None) -> Parsed:
                 section = _section(source, bench, lineno, ranks)
                 parsed.sections.append(section)
             else:
-                _comment(bench, line)
+                _comment(source, lineno, bench, line)
             continue
         if line.startswith(_VALIDATION_ERROR) and section is not None:
             section.facts["validation_error"] = line
