@@ -17,16 +17,26 @@ from typing import Any
 from hpcopt.errors import UsageError
 from hpcopt.importers.common import MAX_RANKS, Parsed, ParseError, Section, Source, read_source
 from hpcopt.importers.imb import looks_like_imb, parse_imb
-from hpcopt.importers.nccl import looks_like_nccl, parse_nccl
+from hpcopt.importers.nccl import looks_like_nccl, parse_nccl_text
+from hpcopt.importers.nccl_json import parse_nccl_json
 from hpcopt.importers.osu import looks_like_osu, parse_osu
 
 __all__ = ["FORMATS", "Imported", "ParseError", "detect", "import_files", "parse_file"]
 
 FORMATS = ("osu", "imb", "nccl-tests")
+
+
+def _parse_nccl(source: Source, ranks: int | None) -> Parsed:
+    """nccl-tests' JSON (a document starting with ``{``) or its text."""
+    if source.text.lstrip().startswith("{"):
+        return parse_nccl_json(source, ranks)
+    return parse_nccl_text(source, ranks)
+
+
 _PARSERS: dict[str, Callable[[Source, int | None], Parsed]] = {
     "osu": parse_osu,
     "imb": parse_imb,
-    "nccl-tests": parse_nccl,
+    "nccl-tests": _parse_nccl,
 }
 _NAMES = {"osu": "OSU Micro-Benchmarks", "imb": "IMB-MPI1", "nccl-tests": "nccl-tests"}
 _RANKED = ("allreduce", "allgather", "reduce_scatter", "alltoall", "gather", "scatter")
@@ -73,8 +83,10 @@ def parse_file(path: str | Path, fmt: str = "auto", ranks: int | None = None) ->
         raise source.error(None, f"no {_NAMES[tool]} results found")
     unranked = sorted({s.benchmark for s in sections if s.ranks is None and s.kernel in _RANKED})
     if unranked:
-        notes.append(f"{source.name}: the process count is not stated ({', '.join(unranked)}); "
-                     "pass --ranks N for busbw and model fits")  # fmt: skip
+        notes.append(
+            f"{source.name}: the process count is not stated ({', '.join(unranked)}); "
+            "pass --ranks N for busbw and model fits"
+        )
     return Imported(sections, notes)
 
 
@@ -124,7 +136,7 @@ def import_files(
     check_output_path(output, overwrite)
     imported = [parse_file(p, fmt, ranks) for p in paths]
     sections = [s for item in imported for s in item.sections]
-    argv = ["hpcopt", *sys.argv[1:]] if sys.argv and sys.argv[0].endswith("hpcopt") else []
+    argv = list(sys.argv)
     writer = LogWriter(output, overwrite=overwrite)
     try:
         for section in sections:

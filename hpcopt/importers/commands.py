@@ -35,15 +35,18 @@ def cmd_import(args: argparse.Namespace) -> int:
         sizes = [r["size_bytes"] for r in s.records]
         ranks = f"{s.ranks} ranks" if s.ranks else "ranks not stated"
         where = f"{s.file}:{s.line}" if s.line else s.file
-        print(f"  {s.tool} {s.benchmark} -> {s.kernel}, {ranks}, {len(s.records)} records, "
-              f"{min(sizes)}..{max(sizes)} B  ({where})")  # fmt: skip
+        print(
+            f"  {s.tool} {s.benchmark} -> {s.kernel}, {ranks}, {len(s.records)} records, "
+            f"{min(sizes)}..{max(sizes)} B  ({where})"
+        )
     return 0
 
 
 def add_subparser(sub: Any) -> None:
     """Register ``import`` on the ``hpcopt`` parser."""
-    p = sub.add_parser("import", help="read OSU, IMB or nccl-tests output into a log",
-                       description=DESCRIPTION)  # fmt: skip
+    p = sub.add_parser(
+        "import", help="read OSU, IMB or nccl-tests output into a log", description=DESCRIPTION
+    )
     p.add_argument("files", nargs="+", metavar="FILE", help="the tools' output files")
     p.add_argument("-o", "--output", required=True, metavar="OUT.h5", help="the log to write")
     p.add_argument(

@@ -20,7 +20,6 @@ from hpcopt.errors import UsageError
 
 __all__ = [
     "BUS_FACTORS",
-    "DATA_MOVEMENT",
     "MAX_RANKS",
     "REDUCTIONS",
     "ParseError",
@@ -54,7 +53,6 @@ BUS_FACTORS: dict[str, Callable[[int], float]] = {
 # Kernels whose nccl-tests size is the whole buffer of all ranks: size_bytes times ranks.
 _TIMES_RANKS = ("allgather", "alltoall", "gather", "scatter")
 REDUCTIONS = ("allreduce", "reduce", "reduce_scatter")
-DATA_MOVEMENT = ("p2p", "allgather", "alltoall", "bcast", "gather", "scatter")
 
 _MPI_DTYPES = {
     "MPI_CHAR": "int8",

@@ -121,8 +121,11 @@ def _record(source: Source, lineno: int, state: _State, line: str) -> dict[str, 
     if kernel in REDUCTIONS:
         extra["op"] = str(state.preamble.get("MPI_Op", "MPI_SUM")).removeprefix("MPI_").lower()
     size = source.count(lineno, values["size"], "size") if "size" in values else 0
-    times = {k: source.number(lineno, values[k], k) for k in ("avg_us", "min_us", "max_us")
-             if k in values}  # fmt: skip
+    times = {
+        k: source.number(lineno, values[k], k)
+        for k in ("avg_us", "min_us", "max_us")
+        if k in values
+    }
     extra["iters"] = source.count(lineno, values["iters"], "repetitions")
     if "MBps" in values:
         extra["source_MBps"] = source.number(lineno, values["MBps"], "Mbytes/sec")
@@ -130,10 +133,16 @@ def _record(source: Source, lineno: int, state: _State, line: str) -> dict[str, 
         defects = source.number(lineno, values["defects"], "defects")
         extra.update(checked=True, defects=defects, wrong=int(defects > 0))
     return build_record(
-        section, algo=algo, dtype=dtype, size_bytes=size, line=lineno,
-        t_avg_us=times["avg_us"], t_min_us=times.get("min_us"), t_max_us=times.get("max_us"),
+        section,
+        algo=algo,
+        dtype=dtype,
+        size_bytes=size,
+        line=lineno,
+        t_avg_us=times["avg_us"],
+        t_min_us=times.get("min_us"),
+        t_max_us=times.get("max_us"),
         **extra,
-    )  # fmt: skip
+    )
 
 
 def _heading(source: Source, lineno: int, line: str, state: _State, parsed: Parsed) -> None:
@@ -143,8 +152,9 @@ def _heading(source: Source, lineno: int, line: str, state: _State, parsed: Pars
     kernel, _ = BENCHMARKS[state.bench]
     facts = dict(state.preamble, **state.bench_facts)
     ranks = choose_ranks(source, lineno, state.ranks, state.given_ranks)
-    state.section = Section("imb", state.version, state.bench, kernel, source.name, lineno,
-                            ranks, facts)  # fmt: skip
+    state.section = Section(
+        "imb", state.version, state.bench, kernel, source.name, lineno, ranks, facts
+    )
     parsed.sections.append(state.section)
 
 

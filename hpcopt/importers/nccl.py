@@ -1,15 +1,14 @@
-"""nccl-tests: the text table (out-of-place and in-place columns) and the JSON of ``-J``.
+"""nccl-tests: the text table (out-of-place and in-place columns), and what its JSON shares.
 
-Each program run (``# Collective test starting: all_reduce_perf`` in the text, one JSON
-document) is a section; every row gives two records, out of place (``native-oop``) and in
-place (``native``). nccl-tests' ``size`` is the whole buffer of one rank; for allgather,
-alltoall, gather and scatter it is ranks × the per-rank message, so it is divided by the
-rank count (docs/schema.md) and kept as ``source_size_bytes``.
+Each program run (``# Collective test starting: all_reduce_perf``) is a section; every
+row gives two records, out of place (``native-oop``) and in place (``native``).
+nccl-tests' ``size`` is the whole buffer of one rank; for allgather, alltoall, gather and
+scatter it is ranks × the per-rank message, so it is divided by the rank count
+(docs/schema.md) and kept as ``source_size_bytes``.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -17,7 +16,14 @@ from typing import Any
 
 from hpcopt.importers.common import Parsed, Section, Source, build_record, choose_ranks
 
-__all__ = ["PROGRAMS", "looks_like_nccl", "parse_nccl"]
+__all__ = [
+    "PROGRAMS",
+    "looks_like_nccl",
+    "nccl_version",
+    "parse_nccl_text",
+    "program_of",
+    "row_records",
+]
 
 PROGRAMS = {
     "all_reduce": "allreduce",
@@ -28,17 +34,6 @@ PROGRAMS = {
     "alltoall": "alltoall",
     "gather": "gather",
     "scatter": "scatter",
-}
-# The collective's name in nccl-tests' JSON ("experiment_name").
-_EXPERIMENTS = {
-    "AllReduce": "all_reduce",
-    "AllGather": "all_gather",
-    "ReduceScatter": "reduce_scatter",
-    "Reduce": "reduce",
-    "Broadcast": "broadcast",
-    "AlltoAll": "alltoall",
-    "Gather": "gather",
-    "Scatter": "scatter",
 }
 _DTYPES = {
     "half": "float16",
@@ -59,8 +54,10 @@ _DEVICE = re.compile(
     r"^#\s+Rank\s+(?P<rank>\d+)(?:\s+Group\s+\d+)?\s+Pid\s+\d+\s+on\s+(?P<host>\S+)\s+"
     r"device\s+(?P<dev>\d+)\s+\[(?P<bus>[^\]]*)\]\s*(?P<name>.*?)\s*$"
 )
-_FOOTER = re.compile(r"^#\s*(?P<key>Out of bounds values|Avg bus bandwidth|GPU memory usage)\s*:"
-                     r"\s*(?P<value>.*?)\s*$")  # fmt: skip
+_FOOTER = re.compile(
+    r"^#\s*(?P<key>Out of bounds values|Avg bus bandwidth|GPU memory usage)\s*:"
+    r"\s*(?P<value>.*?)\s*$"
+)
 _NCCL_LOG = re.compile(r"^\S+:\d+:\d+ \[\d+\] NCCL (?:INFO|WARN|TRACE|ABORT)\b")
 _NCCL_VERSION = re.compile(r"^NCCL version\s+(\S+)")
 _TIME_COLUMNS = ("time", "cputime")
@@ -79,11 +76,14 @@ def nccl_version(code: int) -> str:
     return f"{code // 1000}.{code // 100 % 10}.{code % 100}"
 
 
-def _program(name: str) -> str | None:
+def program_of(name: str) -> str | None:
     """The nccl-tests program stem of a path or program name (``all_reduce``), or None."""
     base = os.path.basename(name)
-    m = re.match(r"(all_reduce|all_gather|reduce_scatter|reduce|broadcast|alltoall|gather|"
-                 r"scatter|sendrecv|hypercube|alltoallv)_perf", base)  # fmt: skip
+    m = re.match(
+        r"(all_reduce|all_gather|reduce_scatter|reduce|broadcast|alltoall|gather|"
+        r"scatter|sendrecv|hypercube|alltoallv)_perf",
+        base,
+    )
     return m[1] if m else None
 
 
@@ -93,7 +93,7 @@ def _size_bytes(section: Section, size: int) -> int | None:
     return size // section.ranks if section.ranks else None
 
 
-def _records(section: Section, row: dict[str, Any], line: int | None) -> list[dict[str, Any]]:
+def row_records(section: Section, row: dict[str, Any], line: int | None) -> list[dict[str, Any]]:
     """The out-of-place and in-place records of one row (either may be absent)."""
     size = row["size"]
     size_bytes = _size_bytes(section, size)
@@ -114,12 +114,18 @@ def _records(section: Section, row: dict[str, Any], line: int | None) -> list[di
             continue
         fields = dict(extra, **group)
         time_us = fields.pop("time_us", None)
-        out.append(build_record(section, algo=algo, dtype=dtype, size_bytes=size_bytes,
-                                line=line, t_avg_us=time_us, **fields))  # fmt: skip
+        out.append(
+            build_record(
+                section,
+                algo=algo,
+                dtype=dtype,
+                size_bytes=size_bytes,
+                line=line,
+                t_avg_us=time_us,
+                **fields,
+            )
+        )
     return out
-
-
-# ----------------------------------------------------------------------------- text
 
 
 class _Text:
@@ -145,11 +151,14 @@ class _Text:
         self.program, self.devices, self.names, self.section = None, [], None, None
 
     def new_section(self, lineno: int, names: list[str]) -> None:
-        program = self.program or _program(self.source.name)
+        program = self.program or program_of(self.source.name)
         if program is None:
-            raise self.source.error(lineno, "cannot tell which nccl-tests program wrote this "
-                                    "table (no 'Collective test starting' line); name the "
-                                    "file after it, e.g. all_reduce_perf.txt")  # fmt: skip
+            raise self.source.error(
+                lineno,
+                "cannot tell which nccl-tests program wrote this "
+                "table (no 'Collective test starting' line); name the "
+                "file after it, e.g. all_reduce_perf.txt",
+            )
         facts = dict(self.block)
         stated = len({d["rank"] for d in self.devices}) or None
         if self.devices:
@@ -158,8 +167,17 @@ class _Text:
         kernel = PROGRAMS.get(program, "")
         ranks = choose_ranks(self.source, lineno, stated, self.ranks)
         self.names = names
-        self.section = Section("nccl-tests", self.version, f"{program}_perf", kernel,
-                               self.source.name, lineno, ranks, facts, device="cuda")  # fmt: skip
+        self.section = Section(
+            "nccl-tests",
+            self.version,
+            f"{program}_perf",
+            kernel,
+            self.source.name,
+            lineno,
+            ranks,
+            facts,
+            device="cuda",
+        )
         if kernel:
             self.parsed.sections.append(self.section)
         else:
@@ -181,7 +199,7 @@ class _Text:
         m = _STARTING.match(line)
         if m:
             self.start_block(keep_version=True)
-            self.program = _program(m[1]) or m[1]
+            self.program = program_of(m[1]) or m[1]
             return
         if _CONFIG.match(line):
             self.block["options"] = line.lstrip("#").strip()
@@ -191,9 +209,15 @@ class _Text:
         if m:
             if self.section is not None:
                 self.start_block(keep_version=True)
-            self.devices.append({"rank": int(m["rank"]), "host": m["host"],
-                                 "device": int(m["dev"]), "bus": m["bus"],
-                                 "name": m["name"]})  # fmt: skip
+            self.devices.append(
+                {
+                    "rank": int(m["rank"]),
+                    "host": m["host"],
+                    "device": int(m["dev"]),
+                    "bus": m["bus"],
+                    "name": m["name"],
+                }
+            )
             return
         m = _FOOTER.match(line)
         if m and self.section is not None:
@@ -214,15 +238,16 @@ class _Text:
         if "timestamp" in self.names and len(tokens) >= 2:
             tokens = [*tokens[:-2], " ".join(tokens[-2:])]
         if len(tokens) != len(self.names):
-            raise self.source.error(lineno, f"{len(tokens)} values where the headings name "
-                                    f"{len(self.names)}")  # fmt: skip
+            raise self.source.error(
+                lineno, f"{len(tokens)} values where the headings name {len(self.names)}"
+            )
         row = _text_row(self.source, lineno, self.names, tokens)
         stated = {k: self.section.facts[k] for k in ("iters", "warmup") if k in self.section.facts}
         row.setdefault("common", {}).update(stated)
         if not self.section.kernel:
             return  # a program this importer does not map
         try:
-            self.section.records += _records(self.section, row, lineno)
+            self.section.records += row_records(self.section, row, lineno)
         except ValueError as exc:
             raise self.source.error(lineno, str(exc)) from None
 
@@ -292,15 +317,17 @@ def _text_row(source: Source, lineno: int, names: list[str], tokens: list[str]) 
         row["root"] = -1 if root == "-1" else source.count(lineno, root, "root")
     bounds = [*starts, len(names)]
     for key, lo, hi in zip(("oop", "ip"), bounds, bounds[1:], strict=False):
-        pairs = [(n, t) for n, t in zip(names[lo:hi], tokens[lo:hi], strict=True)
-                 if n != "timestamp"]  # fmt: skip
+        pairs = [
+            (n, t) for n, t in zip(names[lo:hi], tokens[lo:hi], strict=True) if n != "timestamp"
+        ]
         row[key] = _group(source, lineno, pairs)
     if "timestamp" in names:
         row["common"] = {"timestamp": tokens[names.index("timestamp")]}
     return row
 
 
-def _parse_text(source: Source, ranks: int | None) -> Parsed:
+def parse_nccl_text(source: Source, ranks: int | None = None) -> Parsed:
+    """nccl-tests' text output; ``ranks`` fills in a rank count the source omits."""
     state = _Text(source, ranks)
     seen = False
     for lineno, raw in enumerate(source.lines, 1):
@@ -322,188 +349,3 @@ def _parse_text(source: Source, ranks: int | None) -> Parsed:
             raise source.error(lineno, "not an nccl-tests result row")
         state.row(lineno, line)
     return state.parsed
-
-
-# ----------------------------------------------------------------------------- JSON
-
-
-def _json_group(where: str, group: Any) -> dict[str, Any] | None:
-    if group is None:
-        return None
-    if not isinstance(group, dict):
-        raise ValueError(f"{where} is not an object")
-    out: dict[str, Any] = {}
-    for key, name in (("time", "time_us"), ("alg_bw", "algbw_GBps"), ("bus_bw", "busbw_GBps")):
-        value = group.get(key)
-        if value is not None and not isinstance(value, str):
-            out[name] = _json_number(f"{where}.{key}", value)
-    if "cpu_time" in group:
-        out["cpu_time_s"] = _json_number(f"{where}.cpu_time", group["cpu_time"]) / 1e6
-    if group.get("nwrong") is not None:
-        out.update(wrong=int(_json_number(f"{where}.nwrong", group["nwrong"])), checked=True)
-    if "time_us" not in out and "cpu_time_s" not in out:
-        raise ValueError(f"{where} has no time")
-    return out
-
-
-def _per_iter(where: str, stats: Any) -> dict[str, Any]:
-    if not isinstance(stats, dict):
-        return {}
-    names = {"min_us": "iter_min_s", "max_us": "iter_max_s", "avg_us": "iter_avg_s",
-             "p50_us": "t_p50_s", "p95_us": "t_p95_s", "p99_us": "t_p99_s",
-             "stdev_us": "iter_stdev_s"}  # fmt: skip
-    out = {name: _json_number(f"{where}.{key}", stats[key]) / 1e6
-           for key, name in names.items() if key in stats}  # fmt: skip
-    if "cv_pct" in stats:
-        out["iter_cv_pct"] = _json_number(f"{where}.cv_pct", stats["cv_pct"])
-    return out
-
-
-def _json_number(where: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{where} is not a number")
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"{where} is not a finite number >= 0")
-    return float(value)
-
-
-def _json_count(where: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
-        raise ValueError(f"{where} is not a whole number")
-    return value
-
-
-def _json_row(i: int, item: Any) -> dict[str, Any]:
-    where = f"results[{i}]"
-    if not isinstance(item, dict):
-        raise ValueError(f"{where} is not an object")
-    if not isinstance(item.get("type"), str):
-        raise ValueError(f"{where}.type is missing")
-    root = str(item.get("root", "-1")).strip()
-    row: dict[str, Any] = {
-        "size": _json_count(f"{where}.size", item.get("size")),
-        "type": item["type"],
-        "redop": item.get("redop") if isinstance(item.get("redop"), str) else None,
-        "root": int(root) if re.fullmatch(r"-?\d{1,18}", root) else None,
-        "oop": _json_group(f"{where}.out_of_place", item.get("out_of_place")),
-        "ip": _json_group(f"{where}.in_place", item.get("in_place")),
-        "common": {},
-    }
-    if item.get("count") is not None:
-        row["count"] = _json_count(f"{where}.count", item["count"])
-    if item.get("actual_iterations") is not None:
-        row["common"]["iters"] = _json_count(f"{where}.actual_iterations",
-                                             item["actual_iterations"])  # fmt: skip
-    for key, stats in (("oop", "out_of_place_per_iter"), ("ip", "in_place_per_iter")):
-        if row[key] is not None:
-            row[key].update(_per_iter(f"{where}.{stats}", item.get(stats)))
-    return row
-
-
-def _json_program(doc: dict[str, Any]) -> str | None:
-    """The program stem from the command line, else from the first result's name."""
-    args = doc.get("args")
-    if isinstance(args, list) and args:
-        program = _program(str(args[0]))
-        if program:
-            return program
-    for item in doc["results"]:
-        if isinstance(item, dict) and str(item.get("experiment_name")) in _EXPERIMENTS:
-            return _EXPERIMENTS[str(item["experiment_name"])]
-    return None
-
-
-def _json_section(source: Source, doc: dict[str, Any], ranks: int | None) -> Section:
-    program = _json_program(doc)
-    if program is None:
-        raise source.error(None, "nccl-tests JSON names no collective (args, experiment_name)")
-    args = doc["args"] if isinstance(doc.get("args"), list) else []
-    config = doc["config"] if isinstance(doc.get("config"), dict) else {}
-    devices = config["devices"] if isinstance(config.get("devices"), list) else []
-    stated = len(devices) or None
-    return Section("nccl-tests", None, f"{program}_perf", PROGRAMS.get(program, ""),
-                   source.name, None, choose_ranks(source, None, stated, ranks),
-                   _json_facts(doc, config, args, devices), device="cuda")  # fmt: skip
-
-
-_ENV_PREFIXES = ("NCCL_", "CUDA_", "UCX_", "FI_", "OMPI_", "I_MPI_", "MPICH_", "MV2_", "HCOLL_",
-                 "SLURM_JOB", "SLURM_NNODES", "SLURM_NTASKS", "NVSHMEM_")  # fmt: skip
-
-
-def _json_facts(doc: dict, config: dict, args: list, devices: list) -> dict[str, Any]:
-    """Run facts of a JSON document; the environment only for transport variables."""
-    facts: dict[str, Any] = {k: doc[k] for k in ("start_time", "end_time", "version")
-                             if k in doc}  # fmt: skip
-    if args:
-        facts["command"] = " ".join(str(a) for a in args)
-    if isinstance(doc.get("nccl_version"), int):
-        facts["nccl_version"] = nccl_version(doc["nccl_version"])
-    env: dict[str, str] = {}
-    for entry in map(str, doc["env"] if isinstance(doc.get("env"), list) else []):
-        key, sep, value = entry.partition("=")
-        if sep and key.startswith(_ENV_PREFIXES):
-            env[key] = value
-    facts["env"] = env
-    facts.update({f"config_{k}": v for k, v in config.items() if k != "devices"})
-    if devices:
-        facts["devices"] = devices
-        facts["hosts"] = [d.get("hostname") for d in devices if isinstance(d, dict)]
-    for key in ("out_of_bounds", "average_bus_bandwidth", "errors"):
-        if key in doc:
-            facts[key] = doc[key]
-    return facts
-
-
-def _average_flag(args: list) -> str | None:
-    """nccl-tests' -a/--average value from its command line, if given."""
-    for i, arg in enumerate(args):
-        if str(arg) in ("-a", "--average") and i + 1 < len(args):
-            return str(args[i + 1])
-        if str(arg).startswith("--average="):
-            return str(arg).split("=", 1)[1]
-    return None
-
-
-def _parse_json(source: Source, ranks: int | None) -> Parsed:
-    try:
-        doc = json.loads(source.text)
-    except json.JSONDecodeError as exc:
-        raise source.error(exc.lineno, f"not valid JSON ({exc.msg})") from None
-    except RecursionError:
-        raise source.error(None, "JSON nested too deeply") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("results"), list):
-        raise source.error(None, "JSON without a 'results' list: not nccl-tests -J output")
-    section = _json_section(source, doc, ranks)
-    parsed = Parsed([section] if section.kernel else [])
-    if not section.kernel:
-        parsed.skipped.append(f"nccl-tests {section.benchmark}")
-        return parsed
-    average = _average_flag(doc.get("args") or [])
-    try:
-        for i, item in enumerate(doc["results"]):
-            row = _json_row(i, item)
-            if average not in (None, "1"):
-                _restate_average(row, average)
-            for rec in _records(section, row, None):
-                rec["source_index"] = i
-                section.records.append(rec)
-    except ValueError as exc:
-        raise source.error(None, str(exc)) from None
-    return parsed
-
-
-def _restate_average(row: dict[str, Any], average: str) -> None:
-    """With -a 0/2/3 nccl-tests' time is rank 0's, the minimum or the maximum, not the mean."""
-    key = {"0": "t_rank0_s", "2": "t_min_us", "3": "t_max_us"}.get(average)
-    for group in (row.get("oop"), row.get("ip")):
-        if group and "time_us" in group:
-            value = group.pop("time_us")
-            if key:
-                group[key] = value / 1e6 if key == "t_rank0_s" else value
-
-
-def parse_nccl(source: Source, ranks: int | None = None) -> Parsed:
-    """nccl-tests text or JSON output; ``ranks`` fills in a rank count the source omits."""
-    if source.text.lstrip().startswith("{"):
-        return _parse_json(source, ranks)
-    return _parse_text(source, ranks)

@@ -147,8 +147,17 @@ def _section(source: Source, bench: _Benchmark, lineno: int, given: int | None) 
     if bench.datatype:
         facts["datatype"] = bench.datatype
     device = bench.accel.lower() if bench.accel else None
-    return Section(bench.tool, bench.version, bench.name, kernel, source.name, lineno, ranks,
-                   facts, device=device)  # fmt: skip
+    return Section(
+        bench.tool,
+        bench.version,
+        bench.name,
+        kernel,
+        source.name,
+        lineno,
+        ranks,
+        facts,
+        device=device,
+    )
 
 
 def _dtype(bench: _Benchmark, kernel: str) -> tuple[str | None, str | None]:
@@ -175,8 +184,11 @@ def _record(
     if kernel in REDUCTIONS:
         extra["op"] = "sum"
     size = source.count(lineno, values["size"], "size") if "size" in values else 0
-    times = {k: source.number(lineno, values[k], k) for k in ("avg_us", "min_us", "max_us")
-             if k in values}  # fmt: skip
+    times = {
+        k: source.number(lineno, values[k], k)
+        for k in ("avg_us", "min_us", "max_us")
+        if k in values
+    }
     if "iters" in values:
         extra["iters"] = source.count(lineno, values["iters"], "iterations")
     algbw = None
@@ -200,10 +212,17 @@ def _record(
             else:
                 extra[f"tail_p{pct}_GBps"] = value / 1e3
     return build_record(
-        section, algo=algo, dtype=dtype, size_bytes=size, line=lineno,
-        t_avg_us=times.get("avg_us"), t_min_us=times.get("min_us"),
-        t_max_us=times.get("max_us"), algbw_GBps=algbw, **extra,
-    )  # fmt: skip
+        section,
+        algo=algo,
+        dtype=dtype,
+        size_bytes=size,
+        line=lineno,
+        t_avg_us=times.get("avg_us"),
+        t_min_us=times.get("min_us"),
+        t_max_us=times.get("max_us"),
+        algbw_GBps=algbw,
+        **extra,
+    )
 
 
 def _comment(source: Source, lineno: int, bench: _Benchmark, line: str) -> None:
