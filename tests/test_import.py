@@ -6,6 +6,7 @@ number and split on whitespace (not by the importer's column logic).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -283,3 +284,44 @@ def test_noise_outside_tables_is_ignored(tmp_path: Path) -> None:
     nccl = f"Authorization required\n{NCCL_HEAD}{info}4 1 float sum -1 10.2 0 0 0 9.8 0 0 0\n"
     (section,) = parse_file(_write(tmp_path, "n.txt", nccl)).sections
     assert len(section.records) == 2
+
+
+def test_osu_tail_latency_columns(tmp_path: Path) -> None:
+    head = "# OSU MPI Latency Test v7.4\n# Size  Latency (us)  P50 Tail Lat(us)  P99 Tail Lat(us)\n"
+    (section,) = parse_file(_write(tmp_path, "t.txt", head + "8   1.50   1.40   3.25\n")).sections
+    rec = section.records[0]
+    assert rec["t_avg_s"] == pytest.approx(1.5e-6)
+    assert (rec["tail_p50_s"], rec["tail_p99_s"]) == pytest.approx((1.4e-6, 3.25e-6))
+
+
+def test_nccl_per_iteration_and_timestamp_columns(tmp_path: Path) -> None:
+    group = "time algbw busbw #wrong i_min i_max i_p99 i_cv%"
+    text = (
+        "# Collective test starting: all_reduce_perf\n"
+        "#  Rank  0 Group  0 Pid  1 on  h device  0 [0000:18:00] GPU\n"
+        "#  Rank  1 Group  0 Pid  2 on  h device  1 [0000:2a:00] GPU\n"
+        f"# size count type redop root {group} {group} timestamp\n"
+        "1024 256 float sum -1 20.0 0.05 0.05 0 19.0 23.0 22.5 4.1 "
+        "18.0 0.06 0.06 N/A 17.5 21.0 20.5 3.9 2025-03-04 11:02:17\n"
+    )
+    oop, ip = parse_file(_write(tmp_path, "p.txt", text), "nccl-tests").sections[0].records
+    assert oop["t_avg_s"] == pytest.approx(20e-6) and ip["t_avg_s"] == pytest.approx(18e-6)
+    assert (oop["iter_min_s"], oop["iter_max_s"], oop["t_p99_s"]) == pytest.approx(
+        (19e-6, 23e-6, 22.5e-6)
+    )
+    assert oop["iter_cv_pct"] == 4.1 and oop["wrong"] == 0 and "wrong" not in ip
+    assert ip["timestamp"] == "2025-03-04 11:02:17"
+
+
+@pytest.mark.parametrize("flag,key", [("2", "t_min_s"), ("3", "t_max_s"), ("0", "t_rank0_s")])
+def test_nccl_json_average_mode_names_the_time(tmp_path: Path, flag: str, key: str) -> None:
+    group = {"time": 12.5, "alg_bw": 0.5, "bus_bw": 0.5, "nwrong": 0}
+    doc = {
+        "args": ["./all_reduce_perf", "-a", flag],
+        "config": {"devices": [{"hostname": "a"}, {"hostname": "b"}]},
+        "results": [{"size": 8, "type": "float", "redop": "sum", "root": "-1",
+                     "out_of_place": group, "in_place": None}],
+    }  # fmt: skip
+    path = _write(tmp_path, "a.json", json.dumps(doc))
+    (rec,) = parse_file(path).sections[0].records
+    assert rec[key] == pytest.approx(12.5e-6) and "t_avg_s" not in rec
