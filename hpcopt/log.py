@@ -151,6 +151,12 @@ class Log:
                 out.append(merged)
         return out
 
+    def to_dataframe(self, samples: bool = False) -> Any:
+        """pandas: one row per record, or (``samples``) one per record, rank and iteration."""
+        from hpcopt.frames import log_frame
+
+        return log_frame(self, samples)
+
 
 def _scalar(value: Any) -> Scalar:
     if isinstance(value, bytes):

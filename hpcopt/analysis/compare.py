@@ -1,7 +1,8 @@
 """Line up the same measurement across logs, with ratios and a verdict beyond the noise.
 
 Two files' times differ clearly only when their ``[t_min_s, t_max_s]`` ranges (the
-spread of per-rank means) do not overlap. With more files, the files whose ranges
+spread of per-rank means) do not overlap; a file without that range (imported results
+that state only a mean) gets no verdict. With more files, the files whose ranges
 overlap the fastest one lead; they are named faster only when every other file's
 range lies entirely above all of theirs.
 """
@@ -27,6 +28,7 @@ __all__ = [
 
 KEY_FIELDS = ("kernel", "algo", "encoder", "dtype", "size_bytes")
 NO_DIFFERENCE = "no clear difference"
+NO_SPREAD = "no verdict: no spread in"
 
 
 def file_label(log: Log, taken: Sequence[str] = ()) -> str:
@@ -55,13 +57,25 @@ def verdict(ranges: dict[str, tuple[float, float, float]]) -> str:
     return f"{' = '.join(leaders)} faster"
 
 
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
 def _timed(log: Log) -> dict[tuple, dict[str, Any]]:
+    """Records with a mean time (imported ones may state no min and max)."""
     out: dict[tuple, dict[str, Any]] = {}
     for rec in log.records():
-        times = [rec.get(k) for k in ("t_avg_s", "t_min_s", "t_max_s")]
-        if all(isinstance(t, (int, float)) for t in times):
+        if _number(rec.get("t_avg_s")) is not None:
             out.setdefault(tuple(rec.get(k) for k in KEY_FIELDS), rec)
     return out
+
+
+def _verdict(files: list[dict[str, Any]]) -> str:
+    """:func:`verdict` when every file states its spread; otherwise no verdict."""
+    missing = [f["tag"] for f in files if f["t_min_s"] is None or f["t_max_s"] is None]
+    if missing:
+        return f"{NO_SPREAD} {', '.join(missing)}"
+    return verdict({f["tag"]: (f["t_avg_s"], f["t_min_s"], f["t_max_s"]) for f in files})
 
 
 def compare_logs(logs: Sequence[Log]) -> list[dict[str, Any]]:
@@ -84,15 +98,13 @@ def compare_logs(logs: Sequence[Log]) -> list[dict[str, Any]]:
                     "tag": label,
                     "ranks": rec.get("ranks"),
                     "t_avg_s": rec["t_avg_s"],
-                    "t_min_s": rec["t_min_s"],
-                    "t_max_s": rec["t_max_s"],
+                    "t_min_s": _number(rec.get("t_min_s")),
+                    "t_max_s": _number(rec.get("t_max_s")),
                     "ratio": ratio,
                 }
             )
         row["files"] = files
-        row["verdict"] = verdict(
-            {f["tag"]: (f["t_avg_s"], f["t_min_s"], f["t_max_s"]) for f in files}
-        )
+        row["verdict"] = _verdict(files)
         rows.append(row)
     return rows
 

@@ -107,35 +107,39 @@ def _finish(
         size_axis(ax, sizes, xlabel)
         ax.set_ylabel(ylabel)
         ax.grid(True, which="major", alpha=0.3)
-    axes[0].legend(fontsize="small")
+    if axes[0].lines:
+        axes[0].legend(fontsize="small")
     fig.suptitle(title)
 
 
+def _spread(rec: Rec) -> float | None:
+    lo, hi = rec.get("t_min_s"), rec.get("t_max_s")
+    if isinstance(lo, (int, float)) and isinstance(hi, (int, float)):
+        return (hi - lo) * 1e6
+    return None
+
+
 def _timed(kernel: str, recs: list[Rec], out: Path) -> list[Path]:
+    """Time, bandwidth and skew figures; each only when some record has its numbers."""
     groups = _series(recs, ("algo", "encoder", "dtype", "tag", "ranks"))
     sizes, title, paths = [r["size_bytes"] for r in recs], _title(kernel, recs), []
-    fig, (ax,) = new_figure()
-    _lines(ax, groups, _scaled("t_avg_s", 1e6))
-    ax.set_yscale("log")
-    _finish(fig, [ax], f"time per call: {title}", ["time (µs, mean over ranks)"], sizes)
-    paths += save(fig, out, f"{kernel}_time")
-    fig, (ax,) = new_figure()
     bw = "algbw_GBps" if kernel == "p2p" else "busbw_GBps"
-    _lines(ax, groups, _scaled(bw))
-    name = "bandwidth" if kernel == "p2p" else "busbw"
-    _finish(fig, [ax], f"{name}: {title}", [f"{name} (GB/s)"], sizes)
-    paths += save(fig, out, f"{kernel}_{name}")
+    if any(_scaled("t_avg_s")(r) for r in recs):
+        fig, (ax,) = new_figure()
+        _lines(ax, groups, _scaled("t_avg_s", 1e6))
+        ax.set_yscale("log")
+        _finish(fig, [ax], f"time per call: {title}", ["time (µs, mean over ranks)"], sizes)
+        paths += save(fig, out, f"{kernel}_time")
+    if any(_scaled(bw)(r) for r in recs):
+        fig, (ax,) = new_figure()
+        _lines(ax, groups, _scaled(bw))
+        name = "bandwidth" if kernel == "p2p" else "busbw"
+        _finish(fig, [ax], f"{name}: {title}", [f"{name} (GB/s)"], sizes)
+        paths += save(fig, out, f"{kernel}_{name}")
+    if not any(_spread(r) is not None or _scaled("t_p99_s")(r) for r in recs):
+        return paths
     fig, axes = new_figure(2)
-
-    def spread(rec: Rec) -> float | None:
-        lo, hi = rec.get("t_min_s"), rec.get("t_max_s")
-        return (
-            (hi - lo) * 1e6
-            if isinstance(lo, (int, float)) and isinstance(hi, (int, float))
-            else None
-        )
-
-    _lines(axes[0], groups, spread)
+    _lines(axes[0], groups, _spread)
     _lines(axes[1], groups, _scaled("t_p99_s", 1e6))
     axes[1].set_yscale("log")
     labels = ["max − min of per-rank means (µs)", "p99 of the slowest rank (µs)"]
@@ -218,6 +222,8 @@ def plot_log(log: Log, out_dir: Path) -> list[Path]:
             paths += _compress(sized, out_dir)
         elif kernel == "train":
             paths += _train(group, out_dir)
-        elif kernel not in UNTIMED and any(_scaled("t_avg_s")(r) for r in sized):
+        elif kernel not in UNTIMED and any(
+            _scaled("t_avg_s")(r) or _scaled("algbw_GBps")(r) for r in sized
+        ):
             paths += _timed(kernel, sized, out_dir)
     return paths
