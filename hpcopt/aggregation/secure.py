@@ -120,11 +120,15 @@ def parse_options(text: str) -> SecureConfig:
         key, eq, raw = item.partition("=")
         if key not in kinds or not eq:
             raise UsageError(f"secure: unknown option {item!r}; choose from: {', '.join(kinds)}")
-        convert = float if key == "scale" else str if key in ("drop", "prg") else int
+        convert, kind = (
+            (float, "a number") if key == "scale"
+            else (str, "a name") if key in ("drop", "prg")
+            else (int, "an integer")
+        )  # fmt: skip
         try:
             values[key] = convert(raw)
         except ValueError:
-            raise UsageError(f"secure: {key} needs a {convert.__name__}, got {raw!r}") from None
+            raise UsageError(f"secure: {key} needs {kind}, got {raw!r}") from None
     return SecureConfig(**values)
 
 
