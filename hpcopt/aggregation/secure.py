@@ -141,25 +141,26 @@ def _ring_types(ring_bits: int) -> tuple[type, type]:
     return (np.uint32, np.int32) if ring_bits == 32 else (np.uint64, np.int64)
 
 
+def _float_limit(limit: int) -> float:
+    """The largest float64 not above ``limit`` (a 64-bit ring's limit may not be a float64)."""
+    as_float = float(limit)
+    return as_float if int(as_float) <= limit else float(np.nextafter(as_float, 0.0))
+
+
 def quantize(x: np.ndarray, config: SecureConfig, p: int, scratch: Scratch | None = None) -> Any:
     """Ring elements of round(x · scale), clipped to ±:func:`clip_limit`; ValueError on NaN/Inf."""
     scratch = scratch or Scratch()
     flat = x.reshape(-1)
-    limit = clip_limit(p, config.ring_bits)
+    if flat.size and not (np.isfinite(flat.min()) and np.isfinite(flat.max())):
+        raise ValueError("secure aggregation needs finite inputs")
+    limit = _float_limit(clip_limit(p, config.ring_bits))
     wide = scratch.get("secure-f64", flat.size, np.float64)
     np.multiply(flat, config.scale, out=wide, dtype=np.float64)
-    if not np.isfinite(wide).all():
-        raise ValueError("secure aggregation needs finite inputs")
     np.clip(wide, -limit, limit, out=wide)
     np.rint(wide, out=wide)
-    exact = scratch.get("secure-i64", flat.size, np.int64)
-    np.copyto(exact, wide, casting="unsafe")
-    np.clip(exact, -limit, limit, out=exact)  # float rounding near the limit cannot overshoot
     unsigned, signed = _ring_types(config.ring_bits)
-    if signed is np.int64:
-        return exact.view(unsigned)
     ring = scratch.get("secure-ring", flat.size, unsigned)
-    np.copyto(ring.view(signed), exact, casting="unsafe")
+    np.copyto(ring.view(signed), wide, casting="unsafe")
     return ring
 
 
