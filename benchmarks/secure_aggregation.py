@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import subprocess
 import sys
 from typing import Any
@@ -179,6 +180,7 @@ def main() -> int:
         return 0
     records = [run(int(p), args) for p in args.ranks.split(",")]
     print(f"# {args.size // 4} float32 per rank, dropouts {args.dropouts}, prg {args.prg}")
+    print(f"# {os.cpu_count()} cores: runs with more ranks than cores are oversubscribed")
     print_costs(records)
     print_split(records)
     print_rounds(records, args.dropouts)
