@@ -65,6 +65,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     from hpcopt.log import read_log
 
     log = read_log(args.file)
+    for problem in log.problems:
+        print(f"# skipped {problem}", file=sys.stderr)
     records = report_records(log)
     if log.partial:
         print(

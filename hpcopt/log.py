@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from hpcopt.errors import UsageError
+from hpcopt.output import check_not_reading, check_output_path, lock_output, partial_path
 from hpcopt.record import FIELDS
 
 __all__ = [
@@ -55,27 +56,6 @@ class LogError(UsageError):
     """A log that cannot be read: wrong format, newer schema, damaged or incomplete."""
 
 
-def partial_path(path: Path) -> Path:
-    """Where a run in progress writes: ``NAME.h5.partial``."""
-    return path.with_name(path.name + ".partial")
-
-
-def check_output_path(path: Path, overwrite: bool) -> None:
-    """UsageError unless ``path`` (and its ``.partial``) can be written."""
-    for target in (path, partial_path(path)):
-        if target.exists() and not overwrite:
-            raise UsageError(f"output {target} exists; pass --overwrite to replace it")
-        if target.is_dir():
-            raise UsageError(f"output {target} is a directory")
-    parent = path.parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"cannot create output folder {parent}: {exc.strerror}") from None
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise UsageError(f"output folder {parent} is not writable")
-
-
 def _attr_value(value: Any) -> Any:
     if isinstance(value, (np.integer, np.floating, np.bool_)):
         return value.item()
@@ -83,19 +63,31 @@ def _attr_value(value: Any) -> Any:
 
 
 class LogWriter:
-    """Appends runs and records to ``path.partial``; :meth:`close` renames it to ``path``."""
+    """Appends runs and records to ``path.partial``; :meth:`close` renames it to ``path``.
 
-    def __init__(self, path: str | Path, *, overwrite: bool = False) -> None:
+    The output is locked against other writers while this one writes, and an existing
+    ``path`` (a regular file, with ``overwrite``) is only replaced by the finished log.
+    ``partial`` marks a log whose runs did not all finish (a merge of partial logs).
+    """
+
+    def __init__(self, path: str | Path, *, overwrite: bool = False, partial: bool = False) -> None:
         import h5py
 
         self.path = Path(path)
-        check_output_path(self.path, overwrite)
-        self._file = h5py.File(partial_path(self.path), "w")
-        self._file.attrs["format"] = FORMAT
-        self._file.attrs["schema_version"] = SCHEMA_VERSION
-        self._runs = self._file.create_group("runs")
+        self._lock = lock_output(self.path, overwrite)
+        try:
+            self._file = h5py.File(partial_path(self.path), "w")
+            self._file.attrs["format"] = FORMAT
+            self._file.attrs["schema_version"] = SCHEMA_VERSION
+            if partial:
+                self._file.attrs["partial"] = True
+            self._runs = self._file.create_group("runs")
+            self._file.flush()
+        except OSError as exc:
+            self._lock.release()
+            reason = str(exc).split("\n")[0] or type(exc).__name__
+            raise UsageError(f"cannot write {partial_path(self.path)}: {reason}") from None
         self._run: Any = None
-        self._file.flush()
 
     def start_run(self, meta: Mapping[str, Any]) -> None:
         """Begin a run whose records share ``meta``."""
@@ -118,9 +110,10 @@ class LogWriter:
         self._file.flush()
 
     def close(self) -> Path:
-        """Finish the file and move it to its final name."""
+        """Finish the file, move it to its final name and let other writers in."""
         self._file.close()
         os.replace(partial_path(self.path), self.path)
+        self._lock.release()
         return self.path
 
 
@@ -135,11 +128,15 @@ class Run:
 
 @dataclass
 class Log:
-    """A whole log file as read back; ``partial`` for a run that did not finish."""
+    """A whole log file as read back; ``partial`` for a run that did not finish.
+
+    ``problems`` names the records that could not be read (they are left out).
+    """
 
     path: Path
     runs: list[Run]
     partial: bool
+    problems: list[str] = field(default_factory=list)
 
     def records(self) -> list[dict[str, Any]]:
         """Every record, with its run's ``tag`` and ``ranks`` filled in."""
@@ -196,8 +193,24 @@ def _arrays(where: str, group: Any) -> dict[str, np.ndarray]:
     return arrays
 
 
-def _read_run(name: str, group: Any, partial: bool = False) -> Run:
-    """One run; in a ``.partial`` log an unfinished last record is left out."""
+def _record(where: str, rec: Any) -> tuple[dict[str, Scalar], dict[str, np.ndarray]]:
+    """One record's fields and arrays; LogError (never another error) when it is damaged."""
+    import h5py
+
+    if not isinstance(rec, h5py.Group):
+        raise LogError(f"{where} is not a group")
+    try:
+        return _fields(where, rec.attrs), _arrays(where, rec)
+    except LogError:
+        raise
+    except Exception as exc:  # h5py raises many types for damaged data
+        reason = str(exc).split("\n")[0] or type(exc).__name__
+        raise LogError(f"{where}: unreadable ({reason})") from None
+
+
+def _read_run(name: str, group: Any, partial: bool, problems: list[str]) -> Run:
+    """One run. A damaged record is left out and named in ``problems``; in a partial log an
+    unfinished last record is left out silently."""
     import h5py
 
     if not isinstance(group, h5py.Group):
@@ -218,14 +231,11 @@ def _read_run(name: str, group: Any, partial: bool = False) -> Run:
     for i, key in enumerate(keys):
         where = f"run {name} record {key}"
         try:
-            rec = records.get(key)
-            if not isinstance(rec, h5py.Group):
-                raise LogError(f"{where} is not a group")
-            fields, arrays = _fields(where, rec.attrs), _arrays(where, rec)
-        except LogError:
-            if partial and i == len(keys) - 1:
-                break
-            raise
+            fields, arrays = _record(where, records.get(key))
+        except LogError as exc:
+            if not (partial and i == len(keys) - 1):
+                problems.append(str(exc))
+            continue
         run.records.append(fields)
         run.arrays.append(arrays)
     return run
@@ -246,7 +256,7 @@ def _read_checked(path: Path) -> Log:
     """Read and validate in this process."""
     import h5py
 
-    partial = path.name.endswith(".partial")
+    partial, problems = path.name.endswith(".partial"), list[str]()
     try:
         with _open(path) as f:
             fmt = _scalar(f.attrs.get("format", ""))
@@ -263,14 +273,28 @@ def _read_checked(path: Path) -> Log:
             runs_group = f.get("runs")
             if not isinstance(runs_group, h5py.Group):
                 raise LogError(f"{path}: no runs group")
-            runs = [_read_run(n, runs_group.get(n), partial) for n in sorted(runs_group)]
+            partial = partial or bool(_scalar(f.attrs.get("partial", False)))
+            runs = _read_runs(runs_group, partial, problems)
     except LogError as exc:
         message = str(exc)
         raise LogError(message if message.startswith(str(path)) else f"{path}: {message}") from None
     except Exception as exc:  # h5py raises many types for damaged files; all mean "unreadable"
         reason = str(exc).split("\n")[0] or type(exc).__name__
         raise LogError(f"{path}: unreadable log ({reason})") from None
-    return Log(path, runs, partial)
+    return Log(path, runs, partial, [f"{path}: {p}" for p in problems])
+
+
+def _read_runs(runs_group: Any, partial: bool, problems: list[str]) -> list[Run]:
+    """Every readable run; a run whose metadata is damaged is left out and named."""
+    runs = []
+    for name in sorted(runs_group):
+        try:
+            runs.append(_read_run(name, runs_group.get(name), partial, problems))
+        except LogError as exc:
+            problems.append(str(exc))
+    if problems and not any(run.records for run in runs):
+        raise LogError(problems[0])
+    return runs
 
 
 def _may_fork() -> bool:
@@ -337,10 +361,16 @@ def read_log(path: str | Path) -> Log:
 
 
 def merge_logs(sources: Iterable[str | Path], dest: str | Path, *, overwrite: bool = False) -> Path:
-    """Copy every run of ``sources`` into one new log at ``dest``."""
-    writer = LogWriter(dest, overwrite=overwrite)
-    for source in sources:
-        for run in read_log(source).runs:
+    """Copy every run of ``sources`` into one new log at ``dest`` (never one of them).
+
+    The result is marked partial when any source is.
+    """
+    sources, dest = list(sources), Path(dest)
+    check_not_reading(dest, sources)
+    logs = [read_log(source) for source in sources]
+    writer = LogWriter(dest, overwrite=overwrite, partial=any(log.partial for log in logs))
+    for log in logs:
+        for run in log.runs:
             writer.start_run(run.meta)
             for fields, arrays in zip(run.records, run.arrays, strict=True):
                 writer.append(fields, arrays)

@@ -117,13 +117,22 @@ def _agree(comm: MPI.Comm, error: str | None) -> None:
         raise UsageError(errors[0])
 
 
+def _reason(exc: BaseException) -> str:
+    """One line for any setup failure: a usage error's message, or what else went wrong."""
+    if isinstance(exc, UsageError):
+        return str(exc)
+    detail = str(exc).split("\n")[0]
+    return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+
+
 def validate_collectively(comm: MPI.Comm, check: Callable[[], T]) -> T:
-    """Run ``check`` on every rank; a UsageError on any rank is raised on all of them."""
+    """Run ``check`` on every rank; any failure on any rank is raised on all of them as a
+    UsageError, so that no rank is left waiting for the others."""
     error, result = None, None
     try:
         result = check()
-    except UsageError as exc:
-        error = str(exc)
+    except Exception as exc:
+        error = _reason(exc)
     _agree(comm, error)
     return result  # type: ignore[return-value]
 
@@ -135,8 +144,8 @@ def open_log(comm: MPI.Comm, kernel: str, args: argparse.Namespace) -> LogWriter
         try:
             output = Path(args.output) if args.output else _default_output(kernel)
             writer = LogWriter(output, overwrite=args.overwrite)
-        except UsageError as exc:
-            error = str(exc)
+        except Exception as exc:
+            error = _reason(exc)
     _agree(comm, comm.bcast(error, root=0))
     return writer
 

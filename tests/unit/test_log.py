@@ -142,3 +142,81 @@ def test_every_schema_field_is_documented() -> None:
 
     text = (ROOT / "docs" / "schema.md").read_text()
     assert [name for name in FIELDS if f"`{name}`" not in text] == []
+
+
+def _written(path: Path, sizes: list[int]) -> Path:
+    writer = LogWriter(path)
+    writer.start_run(META)
+    for size in sizes:
+        writer.append(*record(size))
+    return writer.close()
+
+
+def test_one_bad_record_is_skipped_and_named(tmp_path: Path) -> None:
+    path = _written(tmp_path / "b.h5", [8, 16, 32])
+    with h5py.File(path, "a") as f:
+        del f["runs/0000/records/000001"].attrs["algo"]
+    log = read_log(path)
+    assert [r["size_bytes"] for r in log.records()] == [8, 32]
+    assert len(log.problems) == 1 and "000001" in log.problems[0]
+    assert "missing field" in log.problems[0]
+
+
+def test_overwrite_waits_for_no_one_and_refuses_a_file_being_written(tmp_path: Path) -> None:
+    from hpcopt.errors import UsageError
+
+    path = tmp_path / "same.h5"
+    first = LogWriter(path)
+    with pytest.raises(UsageError, match="another run is writing"):
+        LogWriter(path, overwrite=True)
+    first.start_run(META)
+    first.append(*record(8))
+    assert read_log(first.close()).records()[0]["size_bytes"] == 8
+    second = LogWriter(path, overwrite=True)  # the first one is done: now it may replace it
+    assert read_log(path).records()[0]["size_bytes"] == 8, "replaced only when finished"
+    second.start_run(META)
+    second.append(*record(16))
+    assert read_log(second.close()).records()[0]["size_bytes"] == 16
+
+
+@pytest.mark.parametrize("target", ["/dev/null", "dir", "fifo", "link"])
+def test_overwrite_replaces_only_regular_files(tmp_path: Path, target: str) -> None:
+    import os
+
+    from hpcopt.errors import UsageError
+
+    if target == "/dev/null":
+        path = Path(target)
+    else:
+        path = tmp_path / target
+        if target == "dir":
+            path.mkdir()
+        elif target == "fifo":
+            os.mkfifo(path)
+        else:
+            (tmp_path / "real.h5").write_text("keep")
+            path.symlink_to(tmp_path / "real.h5")
+    with pytest.raises(UsageError, match="not a regular file|is a directory"):
+        LogWriter(path, overwrite=True)
+    assert target != "link" or (tmp_path / "real.h5").read_text() == "keep"
+
+
+def test_a_merge_never_writes_over_its_input_and_keeps_partial(tmp_path: Path) -> None:
+    from hpcopt.errors import UsageError
+    from hpcopt.log import merge_logs
+    from hpcopt.output import partial_path
+
+    done = _written(tmp_path / "src.h5", [8, 16])
+    unfinished = LogWriter(tmp_path / "run.h5")
+    unfinished.start_run(META)
+    unfinished.append(*record(8))
+    unfinished._file.close()  # a killed run: only run.h5.partial is left
+    unfinished._lock.release()
+    with pytest.raises(UsageError, match="also an input"):
+        merge_logs([done, partial_path(done)], done, overwrite=True)
+    with pytest.raises(UsageError, match="also an input"):
+        merge_logs([partial_path(tmp_path / "run.h5")], tmp_path / "run.h5", overwrite=True)
+    merged = merge_logs([done, partial_path(tmp_path / "run.h5")], tmp_path / "m.h5")
+    log = read_log(merged)
+    assert log.partial and len(log.records()) == 3
+    assert len(read_log(done).records()) == 2
