@@ -196,7 +196,7 @@ def test_overwrite_replaces_only_regular_files(tmp_path: Path, target: str) -> N
         else:
             (tmp_path / "real.h5").write_text("keep")
             path.symlink_to(tmp_path / "real.h5")
-    with pytest.raises(UsageError, match="not a regular file|is a directory"):
+    with pytest.raises(UsageError, match=r"not a regular file|is a directory"):
         LogWriter(path, overwrite=True)
     assert target != "link" or (tmp_path / "real.h5").read_text() == "keep"
 
