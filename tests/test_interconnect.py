@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from hpcopt.jobs import ROOT
+from hpcopt.slurm import ROOT
 from hpcopt.log import read_log
 
 SCRIPT = ROOT / "jobs" / "interconnect.sh"

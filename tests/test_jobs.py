@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from hpcopt.errors import UsageError
-from hpcopt.jobs import ROOT, SlurmJob, parse_time, render_slurm
+from hpcopt.slurm import ROOT, SlurmJob, parse_time, render_slurm
 
 GOLDEN = """\
 #!/bin/bash
@@ -49,7 +49,7 @@ def tree(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def _jobs(*argv: str, module: str = "hpcopt.jobs") -> subprocess.CompletedProcess[str]:
+def _jobs(*argv: str, module: str = "hpcopt.slurm") -> subprocess.CompletedProcess[str]:
     """Run `python -m MODULE [jobs] slurm ARGV` from the repository."""
     prefix = ["jobs"] if module == "hpcopt.cli" else []
     cmd = [sys.executable, "-m", module, *prefix, "slurm", *argv]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from slurm_cluster import SlurmCluster, ensure_slurm, slurm_cluster
 
-from hpcopt.jobs import ROOT, kernel_names
+from hpcopt.slurm import ROOT, kernel_names
 
 pytestmark = [pytest.mark.slurm, pytest.mark.timeout(240)]
 

@@ -252,7 +252,7 @@ def add_subparser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run `jobs ...` on its own: python -m hpcopt.jobs slurm ..."""
+    """Run `jobs ...` on its own: python -m hpcopt.slurm slurm ..."""
     parser = argparse.ArgumentParser(prog="hpcopt")
     add_subparser(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["jobs", *(sys.argv[1:] if argv is None else argv)])
