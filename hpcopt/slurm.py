@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shlex
+import stat
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,13 +23,28 @@ __all__ = [
     "parse_time",
     "render_slurm",
     "validate",
+    "warning_lead",
 ]
 
 ROOT = Path(__file__).resolve().parent.parent
 LAUNCHERS = ("srun", "mpirun")
 MPI_PLUGINS = ("pmi2", "pmix")
-_TIME = re.compile(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?")
+_TIME = re.compile(r"(?:([0-9]+)-)?([0-9]+)(?::([0-9]+))?(?::([0-9]+))?")
 _ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_KERNEL = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+_PARTITION = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*(,[A-Za-z0-9_][A-Za-z0-9_.+-]*)*")
+_MODULE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+/@:-]*")
+# Characters that sbatch reads back unchanged from an unquoted #SBATCH value.
+_SBATCH_PLAIN = re.compile(r"[A-Za-z0-9_./:+@%,=-]+")
+# Variables that change how bash itself reads and runs the script.
+_SHELL_VARS = frozenset(
+    {"BASHOPTS", "BASH_ENV", "CDPATH", "ENV", "GLOBIGNORE", "IFS", "PROMPT_COMMAND", "PS4"}
+)
+_MAX_VALUE = 4096
+# Jobs shorter than this get no early signal: SIGTERM at the limit (then SIGKILL after
+# Slurm's KillWait) is their warning, and Slurm may send the early one up to 60 s early.
+_SIGNAL_MIN_LIMIT = 600
+_SIGNAL_MAX_LEAD = 300
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,11 +67,18 @@ class SlurmJob:
     python: str = sys.executable
 
 
+def _show(value: str) -> str:
+    """VALUE quoted on one line for an error message, shortened when long."""
+    return repr(value) if len(value) <= 60 else repr(value[:57]) + "..."
+
+
 def parse_time(text: str) -> int:
     """Seconds in a Slurm time limit (MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS)."""
     match = _TIME.fullmatch(text)
     if match is None:
-        raise UsageError(f"--time {text!r}: use MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS")
+        raise UsageError(
+            f"--time {_show(text)}: use MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS"
+        )
     days, first, *rest = match.groups()
     fields = [int(first), *(int(x) for x in rest if x is not None)]
     if days is None:
@@ -69,9 +93,35 @@ def parse_time(text: str) -> int:
     return total
 
 
+def warning_lead(limit: int) -> int | None:
+    """Seconds before the limit for Slurm's early SIGTERM: a tenth, at most 5 min; None if short."""
+    return None if limit < _SIGNAL_MIN_LIMIT else min(_SIGNAL_MAX_LEAD, limit // 10)
+
+
 def kernel_names(workdir: Path = ROOT) -> list[str]:
     """Names of the kernels under WORKDIR/kernels (files NAME.py, not starting with _)."""
-    return sorted(p.stem for p in (workdir / "kernels").glob("*.py") if not p.name.startswith("_"))
+    names = (p.stem for p in (workdir / "kernels").glob("*.py") if not p.name.startswith("_"))
+    return sorted(n for n in names if _KERNEL.fullmatch(n))
+
+
+def _check_text(flag: str, value: str, *, line: bool = False) -> None:
+    """Refuse text the script cannot hold as it is; LINE: no control characters either."""
+    if "\0" in value:
+        raise UsageError(f"{flag} {_show(value)}: holds a NUL byte")
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise UsageError(f"{flag} {_show(value)}: not valid UTF-8") from None
+    if line and not value.isprintable():
+        raise UsageError(f"{flag} {_show(value)}: control characters (newline, tab ...) refused")
+    if line and len(value) > _MAX_VALUE:
+        raise UsageError(f"{flag}: longer than {_MAX_VALUE} characters")
+
+
+def _check_name(flag: str, value: str, pattern: re.Pattern[str], what: str) -> None:
+    """Refuse VALUE unless PATTERN matches all of it."""
+    if not pattern.fullmatch(value):
+        raise UsageError(f"{flag} {_show(value)}: {what}")
 
 
 def _check_kernel(job: SlurmJob) -> None:
@@ -79,7 +129,35 @@ def _check_kernel(job: SlurmJob) -> None:
     known = kernel_names(job.workdir)
     if job.kernel not in known:
         listed = ", ".join(known) or "none found"
-        raise UsageError(f"unknown kernel {job.kernel!r} (kernels/ has: {listed})")
+        raise UsageError(f"unknown kernel {_show(job.kernel)} (kernels/ has: {listed})")
+
+
+def _check_paths(job: SlurmJob) -> None:
+    """Work folder, output folder and interpreter: printable, and safe where Slurm reads them."""
+    _check_text("--workdir", str(job.workdir), line=True)
+    _check_text("--output-dir", job.output_dir, line=True)
+    if not job.output_dir:
+        raise UsageError("--output-dir '': give a folder (. for the work folder)")
+    for flag, value in (("--workdir", str(job.workdir)), ("--output-dir", job.output_dir)):
+        if "\\" in value:
+            raise UsageError(f"{flag} {_show(value)}: a backslash stops Slurm's %j in file names")
+    _check_text("--python", job.python, line=True)
+    if not job.python or job.python.startswith("-"):
+        raise UsageError(f"--python {_show(job.python)}: give the interpreter's path")
+
+
+def _check_env(env: Sequence[tuple[str, str]]) -> None:
+    """Variable names only, each once, none that changes how bash runs the script."""
+    seen = set()
+    for key, value in env:
+        if not _ENV_KEY.fullmatch(key):
+            raise UsageError(f"--env {_show(key)}: not a variable name")
+        if key in _SHELL_VARS or key.startswith("BASH_"):
+            raise UsageError(f"--env {key}: changes how the shell runs the script; refused")
+        if key in seen:
+            raise UsageError(f"--env {key}: given twice")
+        seen.add(key)
+        _check_text(f"--env {key}", value)
 
 
 def validate(job: SlurmJob) -> None:
@@ -90,15 +168,18 @@ def validate(job: SlurmJob) -> None:
     if job.gpus_per_node < 0:
         raise UsageError(f"--gpus-per-node must be zero or more, got {job.gpus_per_node}")
     parse_time(job.time)
-    if not job.partition or any(c.isspace() for c in job.partition):
-        raise UsageError(f"--partition {job.partition!r}: give one partition name")
+    _check_name("--partition", job.partition, _PARTITION, "give partition names (a,b)")
     if job.launcher not in LAUNCHERS:
-        raise UsageError(f"--launcher {job.launcher!r}: choose one of {', '.join(LAUNCHERS)}")
+        raise UsageError(f"--launcher {_show(job.launcher)}: choose one of {', '.join(LAUNCHERS)}")
     if job.mpi not in MPI_PLUGINS:
-        raise UsageError(f"--mpi {job.mpi!r}: choose one of {', '.join(MPI_PLUGINS)}")
-    for key, _ in job.env:
-        if not _ENV_KEY.fullmatch(key):
-            raise UsageError(f"--env {key!r}: not a variable name")
+        raise UsageError(f"--mpi {_show(job.mpi)}: choose one of {', '.join(MPI_PLUGINS)}")
+    for module in job.modules:
+        _check_name("--module", module, _MODULE, "not a module name")
+    _check_env(job.env)
+    _check_paths(job)
+    for arg in job.kernel_args:
+        _check_text("kernel flag", arg)
+    _check_name("kernel", job.kernel, _KERNEL, "not a kernel name")
     _check_kernel(job)
 
 
@@ -107,21 +188,48 @@ def _has_output(args: Sequence[str]) -> bool:
     return any(a == "--output" or a.startswith(("--output=", "-o")) for a in args)
 
 
+def _sbatch_quote(value: str) -> str:
+    """VALUE as sbatch's #SBATCH parser reads it back: double quotes, \\ before \\ \" ' #."""
+    if _SBATCH_PLAIN.fullmatch(value):
+        return value
+    return '"' + re.sub(r"""([\\"'#])""", r"\\\1", value) + '"'
+
+
+def _sbatch(option: str, value: str) -> str:
+    """One #SBATCH line; sbatch blanks the words hetjob and packjob anywhere in such a line."""
+    if re.search("hetjob|packjob", value, re.IGNORECASE):
+        raise UsageError(f"{_show(value)}: sbatch cuts 'hetjob' and 'packjob' out of its lines")
+    return f"#SBATCH --{option}={_sbatch_quote(value)}"
+
+
+def _output_pattern(job: SlurmJob) -> str:
+    """Slurm's --output: absolute, since Slurm expands % in the work folder it would prefix."""
+    return os.path.join(job.workdir, job.output_dir).replace("%", "%%") + "/%x-%j.out"
+
+
+def _outdir(job: SlurmJob) -> str:
+    """The output folder as the script names it: ./ before a leading - so it is no option."""
+    return f"./{job.output_dir}" if job.output_dir.startswith("-") else job.output_dir
+
+
 def _header(job: SlurmJob) -> list[str]:
     """The #SBATCH lines."""
     lines = [
         "#!/bin/bash",
-        f"#SBATCH --job-name=hpcopt-{job.kernel}",
+        _sbatch("job-name", f"hpcopt-{job.kernel}"),
         f"#SBATCH --nodes={job.nodes}",
         f"#SBATCH --ntasks-per-node={job.ntasks_per_node}",
         f"#SBATCH --time={job.time}",
-        f"#SBATCH --partition={job.partition}",
     ]
+    lead = warning_lead(parse_time(job.time))
+    if lead is not None:
+        lines.append(f"#SBATCH --signal=TERM@{lead}")
+    lines.append(_sbatch("partition", job.partition))
     if job.gpus_per_node:
         lines.append(f"#SBATCH --gpus-per-node={job.gpus_per_node}")
     lines += [
-        f"#SBATCH --chdir={job.workdir}",
-        f"#SBATCH --output={job.output_dir}/%x-%j.out",
+        _sbatch("chdir", str(job.workdir)),
+        _sbatch("output", _output_pattern(job)),
     ]
     return lines
 
@@ -135,46 +243,61 @@ def _setup(job: SlurmJob) -> list[str]:
     lines += [f"export {key}={shlex.quote(value)}" for key, value in job.env]
     lines += [
         f"export PYTHONPATH={shlex.quote(str(job.workdir))}${{PYTHONPATH:+:$PYTHONPATH}}",
-        f"outdir={shlex.quote(job.output_dir)}",
-        'mkdir -p "$outdir"',
+        f"outdir={shlex.quote(_outdir(job))}",
+        'mkdir -p -- "$outdir"',
         "",
     ]
     return lines
 
 
-def _launch(job: SlurmJob) -> str:
-    """The command line that starts the ranks."""
-    prefixes = {"srun": f"srun --mpi={job.mpi}", "mpirun": 'mpirun -n "$SLURM_NTASKS"'}
-    prefix = prefixes[job.launcher]
-    args = " ".join(shlex.quote(a) for a in job.kernel_args)
-    command = f"{prefix} {shlex.quote(job.python)} -m mpi4py kernels/{job.kernel}.py"
-    if args:
-        command += f" {args}"
+def _launch(job: SlurmJob) -> list[str]:
+    """The command that starts the ranks, and one line naming the status when it fails."""
+    prefixes = {
+        "srun": f"srun --mpi={job.mpi} --kill-on-bad-exit=1",
+        "mpirun": 'mpirun -n "$SLURM_NTASKS"',
+    }
+    script = f"kernels/{job.kernel}.py"
+    words = [shlex.quote(job.python), "-m", "mpi4py", script, *map(shlex.quote, job.kernel_args)]
+    command = f"{prefixes[job.launcher]} {' '.join(words)}"
     if not _has_output(job.kernel_args):
         command += f' -o "$outdir/{job.kernel}-$SLURM_JOB_ID.h5"'
-    return command
+    reason = f"hpcopt: error: {script} failed with status $status (first error above)"
+    return [
+        f"{command} || {{",
+        "    status=$?",
+        f'    echo "{reason}" >&2',
+        '    exit "$status"',
+        "}",
+    ]
 
 
 def render_slurm(job: SlurmJob) -> str:
     """The batch script for JOB, after validating it."""
     validate(job)
-    return "\n".join([*_header(job), *_setup(job), _launch(job)]) + "\n"
+    return "\n".join([*_header(job), *_setup(job), *_launch(job)]) + "\n"
 
 
 def _count(flag: str, text: str) -> int:
     """An integer flag value, or a one-line UsageError."""
-    try:
-        return int(text)
-    except ValueError:
-        raise UsageError(f"{flag} {text!r}: not an integer") from None
+    if not re.fullmatch(r"-?[0-9]+", text):
+        raise UsageError(f"{flag} {_show(text)}: not an integer")
+    return int(text)
 
 
 def _env_pair(text: str) -> tuple[str, str]:
     """KEY=VAL split at the first '='."""
     key, sep, value = text.partition("=")
     if not sep:
-        raise UsageError(f"--env {text!r}: use KEY=VAL")
+        raise UsageError(f"--env {_show(text)}: use KEY=VAL")
     return key, value
+
+
+def _workdir(text: str) -> Path:
+    """The --workdir as an absolute path."""
+    _check_text("--workdir", text, line=True)
+    if not text:
+        raise UsageError("--workdir '': give the folder that holds kernels/")
+    return Path(text).resolve()
 
 
 def job_from_args(args: argparse.Namespace) -> SlurmJob:
@@ -194,25 +317,67 @@ def job_from_args(args: argparse.Namespace) -> SlurmJob:
         kernel_args=tuple(kernel_args),
         output_dir=args.output_dir,
         launcher=launcher,
-        mpi=args.mpi or "pmi2",
+        mpi="pmi2" if args.mpi is None else args.mpi,
         gpus_per_node=_count("--gpus-per-node", args.gpus_per_node),
         modules=tuple(args.module),
         env=tuple(_env_pair(e) for e in args.env),
-        workdir=Path(args.workdir).resolve(),
+        workdir=_workdir(args.workdir),
         python=args.python,
     )
+
+
+def _check_target(path: str, overwrite: bool) -> bool:
+    """Whether -o PATH exists; refuse it unless it is a regular file and OVERWRITE is set."""
+    _check_text("-o", path, line=True)
+    if not path:
+        raise UsageError("-o '': give a file name")
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise UsageError(f"-o {_show(path)}: {exc.strerror}") from None
+    if not stat.S_ISREG(mode):
+        raise UsageError(f"-o {_show(path)}: exists and is not a regular file; not replaced")
+    if not overwrite:
+        raise UsageError(f"-o {_show(path)}: exists; --overwrite replaces it")
+    return True
+
+
+def _write_script(path: str, text: str, exists: bool) -> None:
+    """Write TEXT to PATH: a new file gets mode 755 (less the umask), an old one keeps its mode."""
+    flags = os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK
+    flags |= os.O_TRUNC if exists else os.O_CREAT | os.O_EXCL
+    try:
+        fd = os.open(path, flags, 0o755)
+        with os.fdopen(fd, "wb") as out:
+            if not stat.S_ISREG(os.fstat(out.fileno()).st_mode):
+                raise UsageError(f"-o {_show(path)}: not a regular file; not written")
+            out.write(text.encode())
+    except OSError as exc:
+        raise UsageError(f"-o {_show(path)}: {exc.strerror}") from None
+
+
+def _make_outdir(job: SlurmJob) -> None:
+    """Create the output folder now: Slurm opens the job's stdout there before the script runs."""
+    try:
+        (job.workdir / job.output_dir).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"--output-dir {_show(job.output_dir)}: {exc.strerror}") from None
 
 
 def _cmd_slurm(args: argparse.Namespace) -> int:
     """Render a batch script to stdout or to -o FILE; create the output folder."""
     job = job_from_args(args)
     text = render_slurm(job)
-    (job.workdir / job.output_dir).mkdir(parents=True, exist_ok=True)
-    if args.script is None:
-        sys.stdout.write(text)
-    else:
-        Path(args.script).write_text(text)
-        Path(args.script).chmod(0o755)
+    exists = args.script is not None and _check_target(args.script, args.overwrite)
+    _make_outdir(job)
+    if args.script is not None:
+        _write_script(args.script, text, exists)
+        return 0
+    sys.stdout.flush()
+    sys.stdout.buffer.write(text.encode())
+    sys.stdout.buffer.flush()
     return 0
 
 
@@ -239,6 +404,7 @@ def _add_slurm(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--workdir", default=str(ROOT), help="tree with kernels/ (default: %(default)s)")
     p.add_argument("--python", default=sys.executable, help="interpreter on the compute nodes")
     p.add_argument("-o", dest="script", default=None, help="write the script here, not stdout")
+    p.add_argument("--overwrite", action="store_true", help="let -o replace an existing file")
     p.add_argument("kernel", help="a kernel in kernels/, e.g. allreduce")
     p.add_argument("kernel_args", nargs=argparse.REMAINDER, help="flags for the kernel")
     p.set_defaults(func=_cmd_slurm)
@@ -253,14 +419,9 @@ def add_subparser(subparsers: argparse._SubParsersAction) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run `jobs ...` on its own: python -m hpcopt.slurm slurm ..."""
-    parser = argparse.ArgumentParser(prog="hpcopt")
-    add_subparser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["jobs", *(sys.argv[1:] if argv is None else argv)])
-    try:
-        return args.func(args)
-    except UsageError as exc:
-        print(f"hpcopt: error: {exc}", file=sys.stderr)
-        return 2
+    from hpcopt.cli import main as cli_main
+
+    return cli_main(["jobs", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":
