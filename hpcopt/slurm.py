@@ -124,6 +124,12 @@ def _check_name(flag: str, value: str, pattern: re.Pattern[str], what: str) -> N
         raise UsageError(f"{flag} {_show(value)}: {what}")
 
 
+def _check_sbatch(flag: str, value: str) -> None:
+    """Refuse what sbatch would change in an #SBATCH line: it blanks hetjob and packjob."""
+    if re.search("hetjob|packjob", value, re.IGNORECASE):
+        raise UsageError(f"{flag} {_show(value)}: sbatch cuts 'hetjob' and 'packjob' out of it")
+
+
 def _check_kernel(job: SlurmJob) -> None:
     """Refuse a kernel that is not a file in kernels/."""
     known = kernel_names(job.workdir)
@@ -141,6 +147,7 @@ def _check_paths(job: SlurmJob) -> None:
     for flag, value in (("--workdir", str(job.workdir)), ("--output-dir", job.output_dir)):
         if "\\" in value:
             raise UsageError(f"{flag} {_show(value)}: a backslash stops Slurm's %j in file names")
+        _check_sbatch(flag, value)
     _check_text("--python", job.python, line=True)
     if not job.python or job.python.startswith("-"):
         raise UsageError(f"--python {_show(job.python)}: give the interpreter's path")
@@ -169,6 +176,7 @@ def validate(job: SlurmJob) -> None:
         raise UsageError(f"--gpus-per-node must be zero or more, got {job.gpus_per_node}")
     parse_time(job.time)
     _check_name("--partition", job.partition, _PARTITION, "give partition names (a,b)")
+    _check_sbatch("--partition", job.partition)
     if job.launcher not in LAUNCHERS:
         raise UsageError(f"--launcher {_show(job.launcher)}: choose one of {', '.join(LAUNCHERS)}")
     if job.mpi not in MPI_PLUGINS:
@@ -180,6 +188,7 @@ def validate(job: SlurmJob) -> None:
     for arg in job.kernel_args:
         _check_text("kernel flag", arg)
     _check_name("kernel", job.kernel, _KERNEL, "not a kernel name")
+    _check_sbatch("kernel", job.kernel)
     _check_kernel(job)
 
 
@@ -196,9 +205,7 @@ def _sbatch_quote(value: str) -> str:
 
 
 def _sbatch(option: str, value: str) -> str:
-    """One #SBATCH line; sbatch blanks the words hetjob and packjob anywhere in such a line."""
-    if re.search("hetjob|packjob", value, re.IGNORECASE):
-        raise UsageError(f"{_show(value)}: sbatch cuts 'hetjob' and 'packjob' out of its lines")
+    """One #SBATCH line."""
     return f"#SBATCH --{option}={_sbatch_quote(value)}"
 
 
