@@ -15,7 +15,7 @@ from hpcopt.errors import UsageError
 __all__ = ["build_parser", "main"]
 
 # Modules that add their own subcommands through ``add_subparser(subparsers)``.
-PLUGIN_MODULES = ("hpcopt.analysis.commands", "hpcopt.jobs", "hpcopt.importers.commands")
+PLUGIN_MODULES = ("hpcopt.analysis.commands", "hpcopt.slurm", "hpcopt.importers.commands")
 
 
 class _Parser(argparse.ArgumentParser):

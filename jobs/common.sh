@@ -62,19 +62,25 @@ has_flag() {
 
 # Inside an allocation: run KERNEL with FLAGS on all tasks; the HDF5 log goes to
 # OUTDIR/KERNEL-$SLURM_JOB_ID.h5 unless FLAGS give -o. LAUNCHER=srun (default) or mpirun;
-# MPI_PLUGIN=pmi2 (default) or pmix picks srun's PMI.
+# MPI_PLUGIN=pmi2 (default) or pmix picks srun's PMI. srun ends every rank as soon as one
+# fails (--kill-on-bad-exit); a failure ends the job with one line naming the status.
 slurm_launch() {
-    local outdir=$1 kernel=$2 python out=()
+    local outdir=$1 kernel=$2 python out=() status
     shift 2
     python=$(find_python "$PWD")
-    mkdir -p "$outdir"
+    mkdir -p -- "$outdir"
     has_flag -o "$@" || has_flag --output "$@" || out=(-o "$outdir/$kernel-$SLURM_JOB_ID.h5")
     set -- "$python" -m mpi4py "kernels/$kernel.py" "$@" ${out[@]+"${out[@]}"}
     case ${LAUNCHER:-srun} in
-    srun) srun --mpi="${MPI_PLUGIN:-pmi2}" "$@" ;;
-    mpirun) mpirun -n "$SLURM_NTASKS" "$@" ;;
+    srun) set -- srun --mpi="${MPI_PLUGIN:-pmi2}" --kill-on-bad-exit=1 "$@" ;;
+    mpirun) set -- mpirun -n "$SLURM_NTASKS" "$@" ;;
     *) die "LAUNCHER=$LAUNCHER: use srun or mpirun" ;;
     esac
+    "$@" || {
+        status=$?
+        echo "hpcopt: error: kernels/$kernel.py failed with status $status (first error above)" >&2
+        exit "$status"
+    }
 }
 
 # Go to the repository (HPCOPT_ROOT, else the submit folder) and set up the run's environment.

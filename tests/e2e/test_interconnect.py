@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from hpcopt.jobs import ROOT
 from hpcopt.log import read_log
+from hpcopt.slurm import ROOT
 
 SCRIPT = ROOT / "jobs" / "interconnect.sh"
 pytestmark = pytest.mark.timeout(300)

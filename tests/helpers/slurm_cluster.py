@@ -3,20 +3,39 @@
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["SlurmCluster", "ensure_slurm", "slurm_cluster"]
+__all__ = [
+    "SlurmCluster",
+    "ensure_slurm",
+    "mpich_segments",
+    "remove_mpich_segments",
+    "segment_key",
+    "slurm_cluster",
+]
 
 DAEMONS = ("slurmctld", "slurmd", "sbatch", "sinfo")
 CPUS = 4
+# MPICH (ch4) names its node shared memory /dev/shm/mpich_{shm,vci}_HASH_NODE after the PMI
+# job id, which Slurm's pmi2 plugin sets to JOBID.STEPID, and a step killed after MPI_Init
+# leaves it there. A fresh slurmctld numbers jobs from 1 again, so the first step of every
+# later fresh cluster on the host ("1.0") opened that stale segment and failed in MPI_Init.
+# Each cluster therefore takes its own block of job ids, and its epilog removes the
+# segments of the job's steps.
+JOB_ID_BLOCK = 1000
+JOB_ID_BLOCKS = 60_000
+EPILOG_STEPS = 64
+SHM_DIR = Path("/dev/shm")
 
 
 def ensure_slurm() -> str | None:
@@ -45,10 +64,59 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _fnv1a(text: str) -> int:
+    """32-bit FNV-1a hash of TEXT, as MPICH hashes the PMI job id."""
+    value = 2166136261
+    for byte in text.encode():
+        value = ((value ^ byte) * 16777619) & 0xFFFFFFFF
+    return value
+
+
+def segment_key(job_id: str, step: int) -> str:
+    """The HASH in the names of the MPICH segments of step JOB_ID.STEP."""
+    return f"{_fnv1a(f'{job_id}.{step}'):x}"
+
+
+def mpich_segments(job_id: str, steps: int = EPILOG_STEPS) -> list[Path]:
+    """MPICH shared-memory files in /dev/shm left by steps 0..STEPS-1 of JOB_ID."""
+    found: list[Path] = []
+    for step in range(steps):
+        key = segment_key(job_id, step)
+        for kind in ("shm", "vci"):
+            found += SHM_DIR.glob(f"mpich_{kind}_{key}_*")
+    return found
+
+
+def remove_mpich_segments(job_id: str) -> None:
+    """Remove what mpich_segments finds; never fail (a failing epilog drains the node)."""
+    for path in mpich_segments(job_id):
+        try:
+            path.unlink()
+        except OSError:
+            continue
+
+
+def _write_epilog(root: Path) -> Path:
+    """An epilog script that removes the finished job's MPICH segments."""
+    epilog = root / "epilog"
+    epilog.write_text(
+        f"#!{sys.executable}\n"
+        "import os, sys\n"
+        f"sys.path.insert(0, {str(Path(__file__).resolve().parent)!r})\n"
+        "from slurm_cluster import remove_mpich_segments\n"
+        "remove_mpich_segments(os.environ.get('SLURM_JOB_ID', ''))\n"
+    )
+    epilog.chmod(0o755)
+    return epilog
+
+
 def _config(root: Path, node: str) -> str:
     """slurm.conf for one node on 127.0.0.1, every path under ROOT."""
+    first_job_id = JOB_ID_BLOCK * (1 + secrets.randbelow(JOB_ID_BLOCKS))
     return f"""\
 ClusterName=hpcopt-test
+FirstJobId={first_job_id}
+Epilog={_write_epilog(root)}
 SlurmctldHost={node}(127.0.0.1)
 SlurmctldPort={_free_port()}
 SlurmdPort={_free_port()}
