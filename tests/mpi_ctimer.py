@@ -17,7 +17,7 @@ import numpy as np
 from mpi4py import MPI
 
 from hpcopt.errors import UsageError
-from hpcopt.timer import TimedCall, operation, operations, status, time_call
+from hpcopt.timer import TimedCall, available, operation, operations, status, time_call
 
 DTYPES = {"int32": (np.int32, MPI.INT32_T), "float64": (np.float64, MPI.DOUBLE)}
 WARMUP, WINDOW = 1, 3
@@ -198,7 +198,8 @@ def main() -> int:
     comm = MPI.COMM_WORLD
     if sys.argv[1:] == ["status"]:
         comm.Barrier()
-        print(f"rank {comm.rank} available {status().available}", flush=True)
+        here, everywhere = status().available, available(comm)
+        print(f"rank {comm.rank} available {here} on all ranks {everywhere}", flush=True)
         return 0
     state = status()
     if not state.available:

@@ -67,7 +67,7 @@ def test_concurrent_first_use_compiles_once(tmp_path: Path, monkeypatch) -> None
     monkeypatch.delenv("MPICC", raising=False)
     proc = run_mpi(ROOT / "tests" / "mpi_ctimer.py", 4, "status", timeout=240)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert proc.stdout.count("available True") == 4, proc.stdout
+    assert proc.stdout.count("available True on all ranks True") == 4, proc.stdout
     events = (tmp_path / "timer" / "builds.log").read_text().splitlines()
     assert len(events) == 1 and " built " in events[0], events
     assert not list((tmp_path / "timer").glob("*.tmp"))
@@ -103,3 +103,22 @@ def test_info_says_whether_the_c_timer_works(shared_cache: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     row = next(line for line in proc.stdout.splitlines() if line.startswith("C timer"))
     assert str(shared_cache) in row
+
+
+def test_truth_script_runs_reference_and_core_side_by_side(shared_cache: Path) -> None:
+    script = ROOT / "benchmarks" / "ctimer_truth.py"
+    args = ["--rounds", "1", "--iters", "3", "--warmup", "1", "--maxbytes", "16"]
+    proc = subprocess.run(
+        [sys.executable, str(script), *args, "--ops", "pingpong,allreduce,alltoall"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [line.split() for line in proc.stdout.splitlines() if not line.startswith("#")]
+    assert {(row[0], row[1]) for row in rows[1:]} == {
+        (op, size) for op in ("pingpong", "allreduce", "alltoall") for size in ("8", "16")
+    }
+    assert proc.stdout.count("mpi4py per-call overhead") == 2

@@ -78,9 +78,12 @@ class TimedCall:
     ``send``/``recv`` hold one contiguous array per buffer set (iteration i uses set
     i % N); a side the operation does not use may be empty. ``count`` is the MPI count
     argument: one block; patterns send ``window`` blocks per call from consecutive slots.
-    Bcast uses ``recv`` only. ``compute_s`` (nonblocking) is the dummy compute per
+    Bcast uses ``recv`` only. Rooted operations use ``root``, or root k % p for call k
+    with ``rotate_root``. ``compute_s`` (nonblocking) is the dummy compute per
     iteration, 0 for OSU's choice (the mean time of the operation alone); ``tests`` is
-    the number of MPI_Test calls spread in it.
+    the number of MPI_Test calls spread in it. Calls are numbered from 0 with the
+    warm-ups; the nonblocking mode's overlapped phase goes on numbering after the
+    operation-alone phase.
     """
 
     operation: str
@@ -169,9 +172,10 @@ def status() -> TimerStatus:
     return _loaded()[0]
 
 
-def available() -> bool:
-    """True when the C core is built and loaded for the MPI in use."""
-    return status().available
+def available(comm: MPI.Comm | None = None) -> bool:
+    """True when the C core works here; with ``comm``, on every rank of it (collective)."""
+    here = status().available
+    return here if comm is None else bool(comm.allreduce(here, op=MPI.LAND))
 
 
 def _core() -> _Core:
