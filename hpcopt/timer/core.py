@@ -104,11 +104,9 @@ class TimedCall:
 class _CCall(ctypes.Structure):
     """``struct call`` of loops.c, field by field."""
 
+    _INTS = ("operation", "mode", "in_place", "root", "rotate_root", "window", "nsets")
     _fields_ = [
-        *((name, ctypes.c_int32) for name in ("operation", "mode", "in_place", "root")),
-        *((name, ctypes.c_int32) for name in ("rotate_root", "window", "nsets", "barrier_each")),
-        ("warmup", ctypes.c_int32),
-        ("tests", ctypes.c_int32),
+        *[(name, ctypes.c_int32) for name in (*_INTS, "barrier_each", "warmup", "tests")],
         ("count", ctypes.c_int64),
         ("iters", ctypes.c_int64),
         ("compute_s", ctypes.c_double),
