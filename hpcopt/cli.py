@@ -30,6 +30,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     from hpcopt.backend import cuda_aware_mpi, cupy_or_none
     from hpcopt.launch import find_mpiexec
     from hpcopt.meta import mpi_summary, versions
+    from hpcopt.timer import status as c_timer_status
 
     mpi = mpi_summary()
     cupy = cupy_or_none()
@@ -37,11 +38,18 @@ def cmd_info(args: argparse.Namespace) -> int:
         mpiexec = find_mpiexec()
     except UsageError as exc:
         mpiexec = f"none ({exc})"
+    timer = c_timer_status()
+    timer_row = (
+        f"yes ({timer.library})"
+        if timer.available
+        else f"no, Python loop ({timer.reason}; cache {timer.cache})"
+    )
     rows = [
         ("MPI library", mpi["mpi_library"]),
         ("MPI standard", mpi["mpi_standard_version"]),
         ("thread level", mpi["thread_level"]),
         ("mpiexec", mpiexec),
+        ("C timer", timer_row),
         ("CUDA-aware MPI", "yes" if cuda_aware_mpi() else "no (device buffers staged via host)"),
         ("GPU (CuPy)", "available" if cupy is not None else "not available"),
         ("parallel HDF5", "yes" if h5py.get_config().mpi else "no (rank 0 gathers and writes)"),
