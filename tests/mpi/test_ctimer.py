@@ -1,24 +1,24 @@
-"""Under mpiexec: every operation the C core times leaves exactly the expected buffers.
+"""Every operation the C core times leaves exactly the expected buffers, at any rank count.
 
 Every rank builds every rank's deterministic data, so each rank simulates the whole
 sequence of calls locally with NumPy (small integers: sums are exact) and compares its
-own send and receive buffers with the simulation after the C-timed loop. Prints one
-line per failing case on its rank and ``ok N cases`` on rank 0; exits 1 on any failure.
-With the argument ``status``, every rank only asks for the core at the same moment
-(concurrent first use) and prints whether it got it.
+own send and receive buffers with the simulation after the C-timed loop. Run by
+tests/e2e/test_mpi_modules.py.
 """
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 
 import numpy as np
+import pytest
 from mpi4py import MPI
+from spmd import assert_everywhere
 
 from hpcopt.errors import UsageError
-from hpcopt.timer import TimedCall, available, operation, operations, status, time_call
+from hpcopt.timer import TimedCall, operation, operations, status, time_call
 
+pytestmark = pytest.mark.mpi
 DTYPES = {"int32": (np.int32, MPI.INT32_T), "float64": (np.float64, MPI.DOUBLE)}
 WARMUP, WINDOW = 1, 3
 Buffers = list[list[np.ndarray]]  # [rank][set]
@@ -194,31 +194,26 @@ def refusals(comm: MPI.Comm) -> list[str]:
     return missed
 
 
-def main() -> int:
-    comm = MPI.COMM_WORLD
-    if sys.argv[1:] == ["status"]:
-        comm.Barrier()
-        here, everywhere = status().available, available(comm)
-        print(f"rank {comm.rank} available {here} on all ranks {everywhere}", flush=True)
-        return 0
-    state = status()
-    if not state.available:
-        print(f"C timer not available: {state.reason}", flush=True)
-        return 1
-    modes = ["blocking", "nonblocking"] + (["persistent"] if state.persistent else [])
-    todo = cases(comm.size, modes)
-    problems = [msg for case in todo for msg in run_case(comm, case)]
-    roots = rotation_roots(comm)
-    if roots != set(range(comm.size)):
-        problems.append(f"rank {comm.rank}: rotated roots {sorted(roots)}")
-    problems += refusals(comm)
-    for msg in problems:
-        print(msg, flush=True)
-    failed = comm.allreduce(len(problems))
-    if comm.rank == 0 and not failed:
-        print(f"ok {len(todo)} cases on {comm.size} ranks (persistent: {state.persistent})")
-    return 1 if failed else 0
+COMM = MPI.COMM_WORLD
+STATE = status()
+MODES = ["blocking", "nonblocking"] + (["persistent"] if STATE.persistent else [])
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def test_the_core_is_available() -> None:
+    assert_everywhere(COMM, STATE.available, f"C timer not available: {STATE.reason}")
+
+
+@pytest.mark.parametrize("case", cases(COMM.size, MODES), ids=str)
+def test_every_case_leaves_exact_buffers(case: Case) -> None:
+    problems = run_case(COMM, case) if STATE.available else ["no core"]
+    assert_everywhere(COMM, not problems, "; ".join(problems))
+
+
+def test_root_rotation_reaches_every_root() -> None:
+    roots = rotation_roots(COMM)
+    assert_everywhere(COMM, roots == set(range(COMM.size)), f"rotated roots {sorted(roots)}")
+
+
+def test_impossible_calls_are_refused_before_running() -> None:
+    missed = refusals(COMM)
+    assert_everywhere(COMM, not missed, "; ".join(missed))
