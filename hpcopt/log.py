@@ -68,32 +68,80 @@ class LogWriter:
     The output is locked against other writers while this one writes, and an existing
     ``path`` (a regular file, with ``overwrite``) is only replaced by the finished log.
     ``partial`` marks a log whose runs did not all finish (a merge of partial logs).
+    :meth:`resume` continues the last run of a killed run's ``.partial`` instead.
     """
 
-    def __init__(self, path: str | Path, *, overwrite: bool = False, partial: bool = False) -> None:
-        import h5py
-
+    def __init__(
+        self, path: str | Path, *, overwrite: bool = False, partial: bool = False,
+        resume: bool = False,
+    ) -> None:  # fmt: skip
         self.path = Path(path)
-        self._lock = lock_output(self.path, overwrite)
+        self._run: Any = None
+        self._lock = lock_output(self.path, overwrite or resume)
         try:
-            self._file = h5py.File(partial_path(self.path), "w")
-            self._file.attrs["format"] = FORMAT
-            self._file.attrs["schema_version"] = SCHEMA_VERSION
-            if partial:
-                self._file.attrs["partial"] = True
-            self._runs = self._file.create_group("runs")
-            self._file.flush()
+            self._file = self._resume() if resume else self._create(partial)
         except OSError as exc:
             self._lock.release()
             reason = str(exc).split("\n")[0] or type(exc).__name__
             raise UsageError(f"cannot write {partial_path(self.path)}: {reason}") from None
-        self._run: Any = None
+        except BaseException:
+            self._lock.release()
+            raise
+
+    @classmethod
+    def resume(cls, partial: str | Path) -> LogWriter:
+        """Continue writing the last run of ``NAME.partial`` (a killed run)."""
+        partial = Path(partial)
+        if not partial.name.endswith(".partial"):
+            raise UsageError(f"{partial}: --resume takes the .partial log of a killed run")
+        final = partial.with_name(partial.name.removesuffix(".partial"))
+        if final.exists():
+            raise UsageError(f"{final} exists: that run finished; resume only a .partial alone")
+        return cls(final, resume=True)
+
+    def _create(self, partial: bool) -> Any:
+        import h5py
+
+        f = h5py.File(partial_path(self.path), "w")
+        f.attrs["format"] = FORMAT
+        f.attrs["schema_version"] = SCHEMA_VERSION
+        if partial:
+            f.attrs["partial"] = True
+        f.create_group("runs")
+        f.flush()
+        return f
+
+    def _resume(self) -> Any:
+        """Open the partial file for appending; drop an unfinished last record."""
+        import h5py
+
+        f = h5py.File(partial_path(self.path), "a")
+        runs = f.get("runs")
+        if f.attrs.get("format") != FORMAT or not isinstance(runs, h5py.Group) or not len(runs):
+            f.close()
+            raise UsageError(f"{partial_path(self.path)}: not a partial hpcopt log with a run")
+        self._run = runs[sorted(runs)[-1]]
+        records = self._run["records"]
+        for key in sorted(records)[-1:]:
+            try:
+                _record(key, records.get(key))
+            except LogError:
+                del records[key]
+        return f
 
     def start_run(self, meta: Mapping[str, Any]) -> None:
         """Begin a run whose records share ``meta``."""
-        self._run = self._runs.create_group(f"{len(self._runs):04d}")
+        runs = self._file["runs"]
+        self._run = runs.create_group(f"{len(runs):04d}")
         self._run.attrs["meta"] = json.dumps(meta, default=str, sort_keys=True)
         self._run.create_group("records")
+        self._file.flush()
+
+    def continue_run(self, resumed: Mapping[str, Any]) -> None:
+        """Note in the resumed run's metadata when and how it was continued."""
+        meta = json.loads(str(_scalar(self._run.attrs["meta"])))
+        meta.setdefault("resumed", []).append(dict(resumed))
+        self._run.attrs["meta"] = json.dumps(meta, default=str, sort_keys=True)
         self._file.flush()
 
     def append(self, fields: Mapping[str, Any], arrays: Mapping[str, Any] | None = None) -> None:

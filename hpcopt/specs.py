@@ -21,6 +21,7 @@ __all__ = [
     "format_size",
     "fraction",
     "integer",
+    "no_repeats",
     "nonnegative_int",
     "nonnegative_real",
     "open_unit_interval",
@@ -102,10 +103,17 @@ def split_specs(text: str, what: str) -> list[str]:
             specs.append(item)
     if not specs:
         raise UsageError(f"no {what} given")
-    duplicates = sorted({s for s in specs if specs.count(s) > 1})
-    if duplicates:
-        raise UsageError(f"{what} {duplicates[0]} given twice")
-    return specs
+    return no_repeats(specs, what)
+
+
+def no_repeats(items: list[str], what: str) -> list[str]:
+    """``items`` unchanged; UsageError naming the first one given twice."""
+    seen: set[str] = set()
+    for item in (i.strip() for i in items):
+        if item in seen:
+            raise UsageError(f"{what} {item} given twice")
+        seen.add(item)
+    return items
 
 
 N = TypeVar("N", int, float)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -16,8 +17,13 @@ DEFAULT_PREDICT_SIZES = "8,1K,64K,1M,16M,256M,1G"
 
 
 def _positive(what: str, value: float | None, *, zero: bool = False) -> None:
-    if value is not None and not (value >= 0 if zero else value > 0):
-        raise UsageError(f"{what} must be {'>= 0' if zero else '> 0'}, got {value:g}")
+    """UsageError unless ``value`` is missing or a finite number > 0 (>= 0 with ``zero``)."""
+    if value is None:
+        return
+    if not math.isfinite(value) or not (value >= 0 if zero else value > 0):
+        raise UsageError(
+            f"{what} must be a finite number {'>= 0' if zero else '> 0'}, got {value:g}"
+        )
 
 
 def cmd_compare(args: argparse.Namespace) -> int:

@@ -50,6 +50,9 @@ class Table:
     def row(self, fields: dict[str, Any]) -> None:
         print("  " + format_row(fields, self.kernel), flush=True)
 
-    def footer(self, path: Path, wrong: int) -> None:
-        status = "all results correct" if wrong == 0 else f"{wrong} WRONG ELEMENTS"
+    def footer(self, path: Path, wrong: int, *, checked: bool = True) -> None:
+        if not checked:
+            status = "results not checked (-c 0)"
+        else:
+            status = "all results correct" if wrong == 0 else f"{wrong} WRONG ELEMENTS"
         print(f"# {status}; log: {path}", flush=True)

@@ -12,13 +12,14 @@ import gc
 import math
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from mpi4py import MPI
 
+from hpcopt.bench.guard import SweepGuard
 from hpcopt.errors import UsageError
 from hpcopt.record import merge_per_rank
 
@@ -29,6 +30,7 @@ __all__ = [
     "SweepConfig",
     "iterations_for",
     "measure",
+    "plan_sizes",
     "run_sweep",
     "size_sweep",
     "summarize",
@@ -40,6 +42,7 @@ BARRIER_POLICIES = {
     "iter": "MPI_Barrier before every timed iteration (not timed)",
     "none": "one MPI_Barrier before the timed loop, iterations back to back",
 }
+MAX_SIZES = 1000
 SCALE_ABOVE_BYTES = 1 << 20
 MIN_SCALED_ITERS = 10
 MIN_SCALED_WARMUP = 2
@@ -99,6 +102,10 @@ class Case:
         """Constant fields added to each of this case's records."""
         return {}
 
+    def footprint(self, size_bytes: int) -> int:
+        """Bytes one rank allocates for one size, the correctness pass included."""
+        return 3 * size_bytes
+
     def prepare(self, size_bytes: int) -> Prepared:
         """Allocate the buffers for one size."""
         raise NotImplementedError
@@ -120,15 +127,20 @@ class SweepConfig:
 
 
 def size_sweep(minbytes: int, maxbytes: int, factor: float) -> list[int]:
-    """Sizes from ``minbytes`` to ``maxbytes`` multiplying by ``factor``."""
+    """Sizes from ``minbytes`` to ``maxbytes`` multiplying by ``factor`` (at most MAX_SIZES)."""
     if minbytes < 0 or maxbytes < 0:
         raise UsageError("sizes must not be negative")
     if minbytes > maxbytes:
         raise UsageError(f"min size {minbytes} B is larger than max size {maxbytes} B")
-    if minbytes != maxbytes and not factor > 1:
-        raise UsageError(f"step factor must be > 1, got {factor}")
-    sizes, size = [], minbytes
+    if minbytes != maxbytes and not (math.isfinite(factor) and factor > 1):
+        raise UsageError(f"step factor must be a finite number > 1, got {factor}")
+    sizes: list[int] = []
+    size = minbytes
     while size <= maxbytes:
+        if len(sizes) == MAX_SIZES:
+            raise UsageError(
+                f"the sweep has more than {MAX_SIZES} sizes; use a larger step factor (-f)"
+            )
         sizes.append(size)
         if size == maxbytes:
             break
@@ -139,6 +151,32 @@ def size_sweep(minbytes: int, maxbytes: int, factor: float) -> list[int]:
 def whole_items(sizes: Sequence[int], itemsize: int) -> list[int]:
     """Sizes rounded down to whole elements, without repeats."""
     return list(dict.fromkeys(size - size % itemsize for size in sizes))
+
+
+def plan_sizes(
+    cases: Sequence[Case], sizes: Sequence[int]
+) -> tuple[list[tuple[Case, list[int]]], list[str]]:
+    """Each case's sizes in whole elements, and a note for each element size that rounded.
+
+    A smallest size between zero and one element cannot be measured: UsageError.
+    """
+    notes: dict[tuple[str, int], str] = {}
+    plans = []
+    for case in cases:
+        item = case.itemsize
+        if sizes and 0 < sizes[0] < item:
+            raise UsageError(
+                f"size {sizes[0]} B is less than one {case.dtype} element ({item} B); "
+                f"use -b {item} or more"
+            )
+        rounded = [f"{s} -> {s - s % item}" for s in sizes if s % item]
+        if rounded and (case.dtype, item) not in notes:
+            shown = ", ".join(rounded[:4]) + (", ..." if len(rounded) > 4 else "")
+            notes[(case.dtype, item)] = (
+                f"sizes rounded down to whole {case.dtype} elements: {shown}"
+            )
+        plans.append((case, whole_items(sizes, item)))
+    return plans, list(notes.values())
 
 
 def iterations_for(size_bytes: int, cfg: SweepConfig) -> tuple[int, int]:
@@ -163,28 +201,31 @@ def time_loop(
     sent = 0
     for _ in range(warmup):
         sent = prepared.run()
-    run = prepared.timed_call()
+    # Without warm-ups the bytes come from the timed calls: they run ``run`` itself.
+    run = prepared.timed_call() if warmup else prepared.run
     if not prepared.host_only:
         run = _then_sync(run, prepared.sync)
     prepared.begin_timed()
     prepared.sync()
     comm.Barrier()
     per_iter, sync_all, wtime = barrier == "iter", comm.Barrier, MPI.Wtime
+    result: Any = None
     for i in range(times.size):
         if per_iter:
             sync_all()
         t0 = wtime()
-        run()
+        result = run()
         times[i] = wtime() - t0
-    return sent
+    return sent if warmup else int(result or 0)
 
 
-def _then_sync(run: Callable[[], Any], sync: Callable[[], None]) -> Callable[[], None]:
+def _then_sync(run: Callable[[], Any], sync: Callable[[], None]) -> Callable[[], Any]:
     """``run`` followed by ``sync``, so that the timer stops after the device is done."""
 
-    def call() -> None:
-        run()
+    def call() -> Any:
+        result = run()
         sync()
+        return result
 
     return call
 
@@ -262,24 +303,45 @@ def measure(
 
 
 def run_sweep(
-    comm: MPI.Comm, cases: Sequence[Case], cfg: SweepConfig, emit: Emit, *, progress: bool = True
+    comm: MPI.Comm,
+    plans: Sequence[tuple[Case, Sequence[int]]],
+    cfg: SweepConfig,
+    emit: Emit,
+    *,
+    progress: bool = True,
+    guard: SweepGuard | None = None,
+    done: Container[tuple[str, str, str, int]] = frozenset(),
 ) -> int:
-    """Run every case over every size; ``emit`` gets each record on rank 0. Returns wrong total."""
+    """Run every case over its sizes; ``emit`` gets each record on rank 0. Returns wrong total.
+
+    ``done`` lists (algo, encoder, dtype, size) pairs already measured (a resumed run).
+    With a ``guard``, each step is watched and a signal stops the sweep after a record.
+    """
+    todo = [
+        (case, size)
+        for case, sizes in plans
+        for size in sizes
+        if (case.algo, case.encoder, case.dtype, size) not in done
+    ]
     total_wrong, start = 0, time.monotonic()
-    plans = [(case, whole_items(cfg.sizes, case.itemsize)) for case in cases]
-    steps, done = sum(len(sizes) for _, sizes in plans), 0
-    for case, sizes in plans:
-        for size in sizes:
-            fields, arrays = measure(comm, case, size, cfg)
-            total_wrong += fields["wrong"]
-            done += 1
-            if comm.rank == 0:
-                emit(fields, arrays)
-            comm.Barrier()  # the record is on disk before any rank can fail at the next size
-            if comm.rank == 0 and progress and time.monotonic() - start > PROGRESS_AFTER_S:
-                print(
-                    f"[{case.kernel}] {case.algo} {size} B done ({done}/{steps})",
-                    file=sys.stderr,
-                    flush=True,
-                )
+    for step, (case, size) in enumerate(todo, 1):
+        if guard is not None:
+            guard.arm(step, f"{case.kernel} {case.algo} ({case.encoder}) at {size} B")
+        fields, arrays = measure(comm, case, size, cfg)
+        if guard is not None:
+            guard.disarm()
+        total_wrong += fields["wrong"]
+        if comm.rank == 0:
+            emit(fields, arrays)
+        # The record is on disk before any rank can fail at the next size or stop.
+        if guard is not None:
+            guard.stop_requested()
+        else:
+            comm.Barrier()
+        if comm.rank == 0 and progress and time.monotonic() - start > PROGRESS_AFTER_S:
+            print(
+                f"[{case.kernel}] {case.algo} {size} B done ({step}/{len(todo)})",
+                file=sys.stderr,
+                flush=True,
+            )
     return total_wrong

@@ -10,8 +10,10 @@ leaving the other ranks waiting; the records completed so far stay in the
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -20,7 +22,17 @@ from mpi4py import MPI
 
 from hpcopt.backend import Backend, get_backend
 from hpcopt.bench.console import Table
-from hpcopt.bench.harness import BARRIER_POLICIES, Case, SweepConfig, run_sweep, size_sweep
+from hpcopt.bench.guard import DEFAULT_TIMEOUT_S, Interrupted, SweepGuard
+from hpcopt.bench.harness import (
+    BARRIER_POLICIES,
+    Case,
+    SweepConfig,
+    plan_sizes,
+    run_sweep,
+    size_sweep,
+)
+from hpcopt.bench.resources import check_memory
+from hpcopt.bench.resume import Resumed, load_resume
 from hpcopt.errors import UsageError
 from hpcopt.log import LogWriter
 from hpcopt.meta import collect_meta
@@ -59,9 +71,12 @@ class KernelParser(argparse.ArgumentParser):
 
 def _factor(text: str) -> float:
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         raise UsageError(f"cannot parse step factor {text!r}") from None
+    if not (math.isfinite(value) and value > 1):
+        raise UsageError(f"step factor must be a finite number > 1, got {text}")
+    return value
 
 
 def add_output_flags(parser: argparse.ArgumentParser) -> None:
@@ -86,8 +101,25 @@ def common_parser(kernel: str, description: str | None) -> KernelParser:
     add("--fixed-iters", action="store_true", help="do not scale iterations down above 1 MiB")
     add("-c", "--check", default=1, type=int, choices=(0, 1), help="correctness pass (default 1)")
     add("--barrier", default="iter", choices=tuple(BARRIER_POLICIES), help="barrier policy")
+    add("--timeout", default=DEFAULT_TIMEOUT_S, type=_seconds, metavar="SECONDS",
+        help="abort the job when one size of one case makes no progress for this long, "
+        "naming the ranks that had not arrived; 0 never aborts "
+        f"(default {DEFAULT_TIMEOUT_S:g})")  # fmt: skip
+    add("--resume", metavar="PARTIAL", default=None,
+        help="continue the killed sweep logged in FILE.h5.partial: skip what it measured and "
+        "finish it into FILE.h5 (same ranks, MPI library, tag and flags)")  # fmt: skip
     add_output_flags(parser)
     return parser
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise UsageError(f"--timeout {text!r}: not a number of seconds") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise UsageError(f"--timeout must be a finite number of seconds >= 0, got {text}")
+    return value
 
 
 def sweep_config(args: argparse.Namespace) -> SweepConfig:
@@ -138,41 +170,55 @@ def validate_collectively(comm: MPI.Comm, check: Callable[[], T]) -> T:
 
 
 def open_log(comm: MPI.Comm, kernel: str, args: argparse.Namespace) -> LogWriter | None:
-    """Rank 0 opens the log (``-o``, ``--overwrite``); every rank learns whether it could."""
+    """Rank 0 opens the log (``-o``, ``--overwrite``, ``--resume``); every rank learns whether
+    it could."""
     writer, error = None, None
     if comm.rank == 0:
         try:
-            output = Path(args.output) if args.output else _default_output(kernel)
-            writer = LogWriter(output, overwrite=args.overwrite)
+            if getattr(args, "resume", None):
+                writer = LogWriter.resume(args.resume)
+            else:
+                output = Path(args.output) if args.output else _default_output(kernel)
+                writer = LogWriter(output, overwrite=args.overwrite)
         except Exception as exc:
             error = _reason(exc)
     _agree(comm, comm.bcast(error, root=0))
     return writer
 
 
+@dataclass
+class Sweep:
+    """A validated sweeping run: flags, harness settings, backend, sizes per case, notes."""
+
+    args: argparse.Namespace
+    cfg: SweepConfig
+    backend: Backend
+    plans: list[tuple[Case, list[int]]]
+    notes: list[str]
+    resumed: Resumed | None
+
+
 def _setup(
     comm: MPI.Comm, kernel: str, parser: KernelParser, make_cases: MakeCases, argv: Any
-) -> tuple[argparse.Namespace, SweepConfig, Backend, Sequence[Case], LogWriter | None]:
-    def check() -> tuple:
+) -> tuple[Sweep, LogWriter | None]:
+    def check() -> Sweep:
         load_plugins()
         args = parser.parse_args(argv)
         cfg = sweep_config(args)
         backend = get_backend(args.device)
-        return args, cfg, backend, make_cases(comm, args, backend)
+        plans, notes = plan_sizes(make_cases(comm, args, backend), cfg.sizes)
+        if args.resume and (args.output or args.overwrite):
+            raise UsageError("--resume writes next to the partial log: drop -o and --overwrite")
+        return Sweep(args, cfg, backend, plans, notes, None)
 
-    args, cfg, backend, cases = validate_collectively(comm, check)
-    return args, cfg, backend, cases, open_log(comm, kernel, args)
+    sweep = validate_collectively(comm, check)
+    validate_collectively(comm, lambda: check_memory(comm, sweep.plans, sweep.cfg))
+    sweep.resumed = validate_collectively(comm, lambda: load_resume(comm, kernel, sweep.args))
+    return sweep, open_log(comm, kernel, sweep.args)
 
 
-def _run_logged(
-    comm: MPI.Comm,
-    kernel: str,
-    args: argparse.Namespace,
-    cfg: SweepConfig,
-    backend: Backend,
-    cases: Sequence[Case],
-    writer: LogWriter | None,
-) -> int:
+def _run_logged(comm: MPI.Comm, kernel: str, sweep: Sweep, writer: LogWriter | None) -> int:
+    args, cfg, backend, resumed = sweep.args, sweep.cfg, sweep.backend, sweep.resumed
     meta = collect_meta(
         comm,
         kernel=kernel,
@@ -184,23 +230,37 @@ def _run_logged(
     )
     table = Table(kernel) if comm.rank == 0 else None
     if writer is not None and table is not None:
-        writer.start_run(meta)
-        notes = (f"barrier: {meta['barrier_policy']}", TIMES_NOTE)
-        table.header(meta, backend.describe(), notes)
+        notes = [f"barrier: {meta['barrier_policy']}", TIMES_NOTE, *sweep.notes]
+        if resumed is None:
+            writer.start_run(meta)
+        else:
+            writer.continue_run({"start_time": meta["start_time"], "argv": meta["argv"]})
+            notes.append(f"resumed: {resumed.records} records already in {resumed.path}")
+        table.header(meta, backend.describe(), tuple(notes))
 
     def emit(fields: dict[str, Any], arrays: dict[str, Any]) -> None:
         assert writer is not None and table is not None
         writer.append(fields, arrays)
         table.row(fields)
 
-    wrong = run_sweep(comm, cases, cfg, emit, progress=not args.quiet)
+    guard = SweepGuard(comm, kernel, args.timeout)
+    guard.catch_signals()
+    try:
+        wrong = run_sweep(
+            comm, sweep.plans, cfg, emit, progress=not args.quiet, guard=guard,
+            done=resumed.done if resumed else frozenset(),
+        )  # fmt: skip
+    finally:
+        guard.close()
+    wrong += resumed.wrong if resumed else 0
     if writer is not None and table is not None:
-        table.footer(writer.close(), wrong)
+        table.footer(writer.close(), wrong, checked=cfg.check)
     return wrong
 
 
 def guarded(comm: MPI.Comm, kernel: str, setup: Callable[[], T], body: Callable[[T], int]) -> int:
-    """Exit 2 with one line when ``setup`` finds bad input; abort the job if ``body`` fails."""
+    """Exit 2 with one line when ``setup`` finds bad input; stop with one line and 128 + the
+    signal's number when asked to; abort the job if ``body`` fails."""
     try:
         state = setup()
     except UsageError as exc:
@@ -209,6 +269,11 @@ def guarded(comm: MPI.Comm, kernel: str, setup: Callable[[], T], body: Callable[
         return 2
     try:
         return body(state)
+    except Interrupted as stop:
+        if comm.rank == 0:
+            print(f"{kernel}: stopped by {stop}; the records so far are in the .partial log",
+                  file=sys.stderr, flush=True)  # fmt: skip
+        return stop.status
     except BaseException as exc:
         print(f"{kernel}: error on rank {comm.rank}: {type(exc).__name__}: {exc}", file=sys.stderr)
         sys.stderr.flush()
@@ -225,7 +290,7 @@ def run_sweep_kernel(
     """Validate, measure, log; returns the exit status (2 bad input, 1 wrong results)."""
     comm = MPI.COMM_WORLD
 
-    def body(state: tuple) -> int:
+    def body(state: tuple[Sweep, LogWriter | None]) -> int:
         return 1 if _run_logged(comm, kernel, *state) else 0
 
     return guarded(comm, kernel, lambda: _setup(comm, kernel, parser, make_cases, argv), body)

@@ -18,6 +18,7 @@ from hpcopt.bench.verify import count_mismatches, fill_check_data, normal_data, 
 from hpcopt.collectives import BoundAlgorithm, bus_factor, parse_algorithms
 from hpcopt.collectives._p2p import op_by_name, op_name
 from hpcopt.errors import UsageError
+from hpcopt.specs import no_repeats
 
 __all__ = ["DTYPES", "AllreduceCase", "CompressedAllreduceCase", "cases", "main", "parser"]
 
@@ -47,7 +48,9 @@ class _Buffers(Prepared):
         self.case = case
         self.count = size_bytes // dtype.itemsize
         self.size_bytes = self.count * dtype.itemsize
-        self.buf = aligned_full(xp, self.count, 1, dtype)
+        # Zeros stay zeros under any number of in-place sums, maxima and minima: the timed
+        # data never grows to Inf, wraps or turns subnormal (no data-dependent timing).
+        self.buf = aligned_full(xp, self.count, 0, dtype)
         self.out = aligned_full(xp, self.count, 0, dtype) if algo.out_of_place else None
         self.staged = case.backend.stage_through_host()
         self.host_only = not case.backend.on_gpu
@@ -116,6 +119,11 @@ class AllreduceCase(Case):
 
     def record_fields(self) -> dict[str, Any]:
         return {"op": op_name(self.op), "device": self.backend.device}
+
+    def footprint(self, size_bytes: int) -> int:
+        """Buffer, reference, scratch (a full vector at most), output and host staging."""
+        copies = 3 + self.algorithm.out_of_place + 2 * self.backend.stage_through_host()
+        return copies * size_bytes
 
     def prepare(self, size_bytes: int) -> _Buffers:
         return _Buffers(self, size_bytes)
@@ -193,6 +201,11 @@ class CompressedAllreduceCase(Case):
     def record_fields(self) -> dict[str, Any]:
         return {"op": "sum", "device": self.backend.device, "method": self.plan.path}
 
+    def footprint(self, size_bytes: int) -> int:
+        """Input, codec memory and work, the float64 exact sum, output, and up to one
+        payload per rank gathered."""
+        return (8 + self.comm.size) * size_bytes
+
     def prepare(self, size_bytes: int) -> _CompressedBuffers:
         return _CompressedBuffers(self, size_bytes)
 
@@ -220,7 +233,7 @@ def _compressed_cases(
     comm: MPI.Comm, args: argparse.Namespace, backend: Backend, algos: list[BoundAlgorithm]
 ) -> list[Case]:
     cases: list[Case] = []
-    for spec in args.encoder:
+    for spec in no_repeats(args.encoder, "encoder"):
         labels: set[str] = set()
         for algo in algos:
             chosen = plan(spec, ef=args.ef, method=args.method, algorithm=algo.label,

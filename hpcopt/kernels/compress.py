@@ -17,6 +17,7 @@ from hpcopt.bench.program import KernelParser, common_parser, run_sweep_kernel, 
 from hpcopt.bench.verify import normal_data, relative_error
 from hpcopt.encoders import Codec, Payload, available
 from hpcopt.errors import UsageError
+from hpcopt.specs import no_repeats
 
 __all__ = ["CompressCase", "cases", "main", "parser"]
 
@@ -100,6 +101,10 @@ class CompressCase(Case):
             "stages": self.plan.stages,
         }
 
+    def footprint(self, size_bytes: int) -> int:
+        """Input, output, codec memory and work arrays."""
+        return 6 * size_bytes
+
     def prepare(self, size_bytes: int) -> _EncodeBuffers:
         return _EncodeBuffers(self, size_bytes)
 
@@ -124,7 +129,7 @@ def cases(comm: MPI.Comm, args: argparse.Namespace, backend: Backend) -> list[Ca
     """One encoder-throughput case per encoder, on a single rank."""
     if comm.size != 1:
         raise UsageError(f"compress runs on one rank (no MPI traffic), got {comm.size}")
-    specs = args.encoder or ["all"]
+    specs = no_repeats(args.encoder or ["all"], "encoder")
     if "all" in specs:
         specs = [s for s in specs if s != "all"] + available()
     cfg = sweep_config(args)

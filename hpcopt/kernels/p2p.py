@@ -14,6 +14,7 @@ from hpcopt.bench.harness import Case, Prepared
 from hpcopt.bench.program import KernelParser, common_parser, run_sweep_kernel
 from hpcopt.bench.verify import count_mismatches, fill_check_data
 from hpcopt.errors import UsageError
+from hpcopt.specs import no_repeats
 
 __all__ = ["PATTERNS", "PingPongCase", "StreamCase", "cases", "main", "parser", "stream_window"]
 
@@ -154,6 +155,11 @@ class _P2PCase(Case):
     def record_fields(self) -> dict[str, Any]:
         return {"device": self.backend.device, "time_unit": self.time_unit}
 
+    def footprint(self, size_bytes: int) -> int:
+        """The messages in flight (device and host copies) and the expected pattern."""
+        window = stream_window(size_bytes) if self.prepared is _Stream else 1
+        return (4 * window + 1) * size_bytes
+
     def prepare(self, size_bytes: int) -> _PingPong | _Stream:
         return self.prepared(self.comm, self.backend, size_bytes)
 
@@ -190,7 +196,7 @@ def cases(comm: MPI.Comm, args: argparse.Namespace, backend: Backend) -> Sequenc
     """Ping-pong and/or streaming cases; exactly two ranks."""
     if comm.size != 2:
         raise UsageError(f"p2p needs exactly 2 ranks, got {comm.size} (mpiexec -n 2)")
-    names = [n.strip() for n in args.pattern.split(",") if n.strip()]
+    names = no_repeats([n.strip() for n in args.pattern.split(",") if n.strip()], "pattern")
     unknown = [n for n in names if n not in PATTERNS]
     if unknown or not names:
         known = ",".join(PATTERNS)

@@ -18,6 +18,7 @@ from hpcopt.bench.program import (
     open_log,
     validate_collectively,
 )
+from hpcopt.bench.resources import check_node_memory
 from hpcopt.errors import UsageError
 from hpcopt.meta import collect_meta
 from hpcopt.optim import Config, Optimizer, available, check
@@ -77,6 +78,9 @@ def _setup(comm: MPI.Comm, argv: Sequence[str] | None) -> tuple[Any, ...]:
         return args, problem, cfg, check(args.algo, cfg, comm.size)
 
     args, problem, cfg, selection = validate_collectively(comm, validate)
+    need = problem.footprint(reference=comm.rank == 0)
+    hint = "use a smaller problem (d=, n=)"
+    validate_collectively(comm, lambda: check_node_memory(comm, need, "the problem", hint))
     return args, problem, cfg, selection, open_log(comm, KERNEL, args)
 
 

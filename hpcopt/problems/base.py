@@ -206,6 +206,16 @@ class Problem(ABC):
         """Strong convexity lower bound of f, or None."""
         return self.reference().mu
 
+    def footprint(self, *, reference: bool = False) -> int:
+        """Bytes this rank needs: its shard, a few model-sized vectors, and with
+        ``reference`` (rank 0) every shard, for the global optimum."""
+        shard = self.data_bytes(self.n_local)
+        return 16 * 8 * self.dim + shard + (self.data_bytes(self.n_global) if reference else 0)
+
+    def data_bytes(self, rows: int) -> int:
+        """Bytes of ``rows`` samples (dense float64 features by default)."""
+        return 8 * rows * (self.dim + 1)
+
     def default_lr(self) -> float:
         """A safe step size for full-gradient steps: 1/L."""
         L = self.L

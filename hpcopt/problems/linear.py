@@ -47,6 +47,10 @@ class LinearModel(Problem):
             rank=rank, size=size, seed=seed, n=o["n"], hetero=o["hetero"], dim=d, params=params
         )
 
+    def data_bytes(self, rows: int) -> int:
+        """Sparse columns and values, low-rank coefficients, targets, and the shared basis."""
+        return rows * (12 * self.nnz + 8 * self.lowrank + 8) + 8 * self.lowrank * self.dim
+
     @cached_property
     def basis(self) -> NDArray[np.float64]:
         """U (r×d): the shared low-rank feature directions, rows of norm ≈ 1."""
