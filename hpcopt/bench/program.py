@@ -250,8 +250,10 @@ def _run_logged(comm: MPI.Comm, kernel: str, sweep: Sweep, writer: LogWriter | N
             comm, sweep.plans, cfg, emit, progress=not args.quiet, guard=guard,
             done=resumed.done if resumed else frozenset(),
         )  # fmt: skip
-    finally:
-        guard.close()
+    except Interrupted:
+        guard.close()  # every rank stopped at the same record: closing is collective
+        raise
+    guard.close()
     wrong += resumed.wrong if resumed else 0
     if writer is not None and table is not None:
         table.footer(writer.close(), wrong, checked=cfg.check)

@@ -154,8 +154,8 @@ def test_killed_run_leaves_every_completed_size(tmp_path: Path) -> None:
         str(out),
     ]
     # A sweep of many repeated sizes is long enough to be killed in the middle.
-    cmd[cmd.index("-e") + 1] = "1G"
-    cmd[cmd.index("-f") + 1] = "1.01"
+    cmd[cmd.index("-e") + 1] = "64M"
+    cmd[cmd.index("-f") + 1] = "1.02"
     proc = subprocess.Popen(
         cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
