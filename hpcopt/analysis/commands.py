@@ -27,16 +27,31 @@ def _positive(what: str, value: float | None, *, zero: bool = False) -> None:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    """Line up the same measurements across logs."""
-    from hpcopt.analysis.compare import compare_logs, compare_table, labels_of, plot_compare
+    """Line up the same measurements (and training runs) across logs."""
+    from hpcopt.analysis.compare import (
+        compare_logs,
+        compare_table,
+        compare_train,
+        labels_of,
+        plot_compare,
+        train_table,
+    )
     from hpcopt.analysis.text import to_json
     from hpcopt.log import read_log
 
     if len(args.files) < 2:
         raise UsageError("compare needs at least two logs")
+    _positive("--min-effect", args.min_effect, zero=True)
     logs = [read_log(f) for f in args.files]
-    rows, labels = compare_logs(logs), labels_of(logs)
-    print(to_json(rows) if args.format == "json" else compare_table(rows, labels))
+    rows, labels = compare_logs(logs, args.min_effect), labels_of(logs)
+    trained = compare_train(logs)
+    if args.format == "json":
+        print(to_json(rows + trained))
+    else:
+        tables = ([compare_table(rows, labels)] if rows or not trained else []) + (
+            [train_table(trained, labels)] if trained else []
+        )
+        print("\n\n".join(tables))
     if args.plot:
         for path in plot_compare(rows, labels, Path(args.plot)):
             print(f"# wrote {path}", file=sys.stderr)
@@ -194,6 +209,11 @@ def add_subparser(sub: Any) -> None:
     cmp.add_argument("files", nargs="+", help="two or more .h5 logs; ratios are to the first")
     cmp.add_argument("--format", default="table", choices=("table", "json"))
     cmp.add_argument("--plot", metavar="DIR", help="also write compare_KERNEL.png/.svg to DIR")
+    cmp.add_argument(
+        "--min-effect", type=float, default=0.10, metavar="FRACTION",
+        help="smallest difference of median times that a verdict may claim, beyond the 95 %% "
+        "bootstrap interval (default 0.10)",
+    )  # fmt: skip
     cmp.set_defaults(func=cmd_compare)
 
     model = sub.add_parser("model", help="alpha-beta-gamma cost models: fit and predict")
