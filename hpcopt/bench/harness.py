@@ -106,6 +106,10 @@ class Case:
         """Bytes one rank allocates for one size, the correctness pass included."""
         return 3 * size_bytes
 
+    def notes(self) -> list[str]:
+        """Lines for the run's header: what this case does differently from what was asked."""
+        return []
+
     def prepare(self, size_bytes: int) -> Prepared:
         """Allocate the buffers for one size."""
         raise NotImplementedError
@@ -176,7 +180,8 @@ def plan_sizes(
                 f"sizes rounded down to whole {case.dtype} elements: {shown}"
             )
         plans.append((case, whole_items(sizes, item)))
-    return plans, list(notes.values())
+    told = list(dict.fromkeys(note for case in cases for note in case.notes()))
+    return plans, list(notes.values()) + told
 
 
 def iterations_for(size_bytes: int, cfg: SweepConfig) -> tuple[int, int]:

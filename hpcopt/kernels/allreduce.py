@@ -191,9 +191,17 @@ class CompressedAllreduceCase(Case):
     dtype = "float32"
     itemsize = 4
 
-    def __init__(self, comm: MPI.Comm, backend: Backend, chosen: Plan) -> None:
-        self.comm, self.backend, self.plan = comm, backend, chosen
+    def __init__(
+        self, comm: MPI.Comm, backend: Backend, chosen: Plan, asked: str = "native"
+    ) -> None:
+        self.comm, self.backend, self.plan, self.asked = comm, backend, chosen, asked
         self.algo, self.encoder = chosen.label, chosen.encoder_label
+
+    def notes(self) -> list[str]:
+        if self.plan.stages or self.asked == "native":
+            return []
+        return [f"{self.plan.encoder}: payloads that do not sum are combined by "
+                f"{self.plan.path}, not by --algo {self.asked}"]  # fmt: skip
 
     def bus_factor(self, ranks: int) -> float:
         return bus_factor(ranks)
@@ -234,13 +242,20 @@ def _compressed_cases(
 ) -> list[Case]:
     cases: list[Case] = []
     for spec in no_repeats(args.encoder, "encoder"):
+        if spec.strip() == "none":  # no compression: the plain algorithms, no encode/decode
+            if args.ef or args.method != "auto":
+                raise UsageError("the none encoder sends the data as it is: no --ef or --method")
+            op = op_by_name(args.op)
+            cases += [AllreduceCase(comm, a, args.dtype, backend, op) for a in algos]
+            continue
         labels: set[str] = set()
         for algo in algos:
             chosen = plan(spec, ef=args.ef, method=args.method, algorithm=algo.label,
                           dtype=args.dtype, op=args.op, device=backend.device)  # fmt: skip
             if chosen.label not in labels:  # gather paths ignore the core algorithm
                 labels.add(chosen.label)
-                cases.append(CompressedAllreduceCase(comm, backend, chosen))
+                asked = ",".join(a.label for a in algos) if args.algo != "all" else "native"
+                cases.append(CompressedAllreduceCase(comm, backend, chosen, asked))
     return cases
 
 
