@@ -14,6 +14,12 @@ from hpcopt.errors import UsageError
 
 __all__ = ["build_parser", "main"]
 
+DESCRIPTION = (
+    "hpcopt measures what communication costs in distributed optimization: run the main "
+    "job (suite), read logs (report, compare, merge, import), fit and predict cost models "
+    "(model), render cluster job scripts (jobs), and show the MPI setup (info)."
+)
+
 # Modules that add their own subcommands through ``add_subparser(subparsers)``.
 PLUGIN_MODULES = ("hpcopt.analysis.commands", "hpcopt.slurm", "hpcopt.importers.commands")
 
@@ -102,28 +108,37 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with every subcommand."""
-    parser = _Parser(prog="hpcopt", description=__doc__)
+    parser = _Parser(prog="hpcopt", description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     sub.add_parser("info", help="MPI, CUDA and library facts").set_defaults(func=cmd_info)
 
     suite = sub.add_parser("suite", help="run the default kernels and summarize")
-    suite.add_argument("--np", type=int, default=0, help="ranks for the allreduce sweep")
+    add = suite.add_argument
+    add("--np", type=int, default=None,
+        help="ranks for the allreduce sweep (default: one per core, 2 to 4)")  # fmt: skip
     suite.add_argument("-e", "--maxbytes", default="16M", help="largest size (default 16M)")
     suite.add_argument("-o", "--output", help="log path (default results/TIMESTAMP.h5)")
-    suite.add_argument("--tag", default="", help="label of this setup (e.g. shm, ib)")
-    suite.add_argument("--overwrite", action="store_true")
+    suite.add_argument(
+        "--tag", default="", help="label of this setup, e.g. shm or ib (default none)"
+    )
+    add("--overwrite", action="store_true",
+        help="replace an existing log (a regular file) once the suite is done")  # fmt: skip
     suite.set_defaults(func=cmd_suite)
 
     report = sub.add_parser("report", help="print a log as a table, JSON or CSV")
     report.add_argument("file", help="an .h5 log (or .h5.partial of a killed run)")
-    report.add_argument("--format", default="table", choices=("table", "json", "csv"))
+    report.add_argument("--format", default="table", choices=("table", "json", "csv"),
+                        help="table (default), json (a list of records) or csv")  # fmt: skip
     report.add_argument("--plot", metavar="DIR", help="also write PNG and SVG figures to DIR")
     report.set_defaults(func=cmd_report)
 
     merge = sub.add_parser("merge", help="copy the runs of several logs into one")
     merge.add_argument("output", help="the new log")
     merge.add_argument("inputs", nargs="+", help="logs to copy, in order")
-    merge.add_argument("--overwrite", action="store_true")
+    merge.add_argument(
+        "--overwrite", action="store_true",
+        help="replace an existing output (a regular file, never an input)",
+    )  # fmt: skip
     merge.set_defaults(func=cmd_merge)
 
     for name in PLUGIN_MODULES:

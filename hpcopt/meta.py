@@ -13,7 +13,15 @@ from mpi4py import MPI
 
 import hpcopt
 
-__all__ = ["collect_meta", "cpu_model", "mpi_summary", "thread_level_name", "versions"]
+__all__ = [
+    "collect_meta",
+    "cpu_model",
+    "mpi_summary",
+    "oversubscription_note",
+    "thread_level_name",
+    "usable_cores",
+    "versions",
+]
 
 # Environment variables that select or tune the transport; recorded with every run.
 NETWORK_ENV_PREFIXES = (
@@ -61,6 +69,25 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity), else the machine's count."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def oversubscription_note(meta: dict[str, Any]) -> str | None:
+    """A warning line when some host runs more ranks than it has cores."""
+    hosts, cores = meta.get("hosts", []), meta.get("cores", {})
+    crowded = [f"{hosts.count(h)} ranks on {n} cores of {h}" for h, n in cores.items()
+               if hosts.count(h) > n]  # fmt: skip
+    if not crowded:
+        return None
+    return (f"WARNING oversubscribed: {'; '.join(crowded)}; ranks wait for a core, so timings "
+            "show contention, not the link: use them for correctness only")  # fmt: skip
+
+
 def mpi_summary() -> dict[str, str]:
     """MPI library version string (first line and full), standard version, thread level."""
     library = MPI.Get_library_version().strip()
@@ -96,10 +123,11 @@ def collect_meta(
     comm: MPI.Comm, *, kernel: str, tag: str, device: str, cuda_aware: bool, **extra: Any
 ) -> dict[str, Any]:
     """Gather per-rank host facts to rank 0 and return the run's metadata there."""
-    per_rank = comm.gather((socket.gethostname(), cpu_model()), root=0)
+    per_rank = comm.gather((socket.gethostname(), cpu_model(), usable_cores()), root=0)
     if per_rank is None:  # not rank 0
         return {}
-    hosts = [h for h, _ in per_rank]
+    hosts = [h for h, _, _ in per_rank]
+    cores = {h: n for h, _, n in per_rank}
     meta: dict[str, Any] = {
         "kernel": kernel,
         "argv": list(sys.argv),
@@ -108,7 +136,9 @@ def collect_meta(
         "ranks": comm.size,
         "nodes": len(set(hosts)),
         "hosts": hosts,
-        "cpu_models": [c for _, c in per_rank],
+        "cpu_models": [c for _, c, _ in per_rank],
+        "cores": cores,
+        "oversubscribed": any(hosts.count(h) > n for h, n in cores.items()),
         "device": device,
         "cuda_aware": cuda_aware,
         "versions": versions(),

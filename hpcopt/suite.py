@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
@@ -14,7 +15,9 @@ import numpy as np
 
 from hpcopt.errors import UsageError
 from hpcopt.launch import spawn_kernel_checked
-from hpcopt.log import check_output_path, merge_logs, partial_path, read_log
+from hpcopt.log import merge_logs, read_log
+from hpcopt.meta import usable_cores
+from hpcopt.output import locked_output, partial_path
 from hpcopt.record import cell
 from hpcopt.specs import format_size, plural
 
@@ -26,7 +29,7 @@ KERNEL_TIMEOUT_S = 300
 
 def default_ranks() -> int:
     """Ranks for the allreduce sweep: one per core, between 2 and 4."""
-    return max(2, min(MAX_SUITE_RANKS, os.cpu_count() or 2))
+    return max(2, min(MAX_SUITE_RANKS, usable_cores()))
 
 
 def _plan(ranks: int, maxbytes: str) -> list[tuple[str, int, list[str]]]:
@@ -46,27 +49,28 @@ def _run_one(name: str, ranks: int, args: list[str], log: Path) -> None:
 
 
 def run_suite(*, ranks: int, output: Path, tag: str, overwrite: bool, maxbytes: str) -> Path:
-    """Run the default kernels, merge their logs into ``output`` and return its path."""
-    check_output_path(output, overwrite)
-    workdir = output.parent / f".{output.stem}.parts"
-    shutil.rmtree(workdir, ignore_errors=True)
-    workdir.mkdir(parents=True)
-    logs: list[Path] = []
-    try:
-        for name, n, args in _plan(ranks, maxbytes):
-            log = workdir / f"{name}.h5"
-            tagged = [*args, "--tag", tag] if tag else args
-            try:
-                _run_one(name, n, tagged, log)
-            finally:
-                for done in (log, partial_path(log)):
-                    if done.exists():
-                        logs.append(done)
-        return merge_logs(logs, output, overwrite=overwrite)
-    finally:
-        if logs and not output.exists():
-            merge_logs(logs, partial_path(output), overwrite=True)
-        shutil.rmtree(workdir, ignore_errors=True)
+    """Run the default kernels, merge their logs into ``output`` and return its path.
+
+    The output stays locked for the whole suite, so a second suite cannot replace it or
+    its parts; when a kernel fails, what was measured goes to ``output.partial``.
+    """
+    with locked_output(output, overwrite):
+        workdir = Path(tempfile.mkdtemp(prefix=f".{output.name}.parts-", dir=output.parent))
+        logs: list[Path] = []
+        try:
+            for name, n, args in _plan(ranks, maxbytes):
+                log = workdir / f"{name}.h5"
+                tagged = [*args, "--tag", tag] if tag else args
+                try:
+                    _run_one(name, n, tagged, log)
+                finally:
+                    logs += [done for done in (log, partial_path(log)) if done.exists()]
+            os.replace(merge_logs(logs, workdir / "suite.h5"), output)
+            return output
+        finally:
+            if logs and not output.exists():
+                os.replace(merge_logs(logs, workdir / "suite.partial.h5"), partial_path(output))
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 Rec = tuple[dict[str, Any], dict[str, np.ndarray]]
@@ -150,9 +154,12 @@ def suite_main(args: Any) -> int:
     """CLI entry of ``hpcopt suite``."""
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     output = Path(args.output) if args.output else Path("results") / f"{stamp}.h5"
-    ranks = args.np or default_ranks()
-    if ranks < 1:
-        raise UsageError("--np must be >= 1")
+    ranks = default_ranks() if args.np is None else args.np
+    if ranks < 2:
+        raise UsageError(f"--np must be at least 2 (the allreduce sweep needs peers), got {ranks}")
+    if max(ranks, 2) > usable_cores():
+        print(f"# WARNING oversubscribed: {ranks} ranks on {usable_cores()} cores; ranks wait "
+              "for a core, so timings show contention, not the link", flush=True)  # fmt: skip
     started = time.monotonic()
     path = run_suite(
         ranks=ranks, output=output, tag=args.tag, overwrite=args.overwrite, maxbytes=args.maxbytes

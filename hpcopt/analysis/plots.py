@@ -22,7 +22,10 @@ STYLES = ("-", "--", ":", "-.")
 
 def new_figure(panels: int = 1) -> tuple[Any, list[Any]]:
     """A figure with ``panels`` side-by-side axes, drawn without a display."""
-    from matplotlib.figure import Figure
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise UsageError("plots need matplotlib: pip install matplotlib") from None
 
     fig = Figure(figsize=(6.4 * panels if panels > 1 else 7.0, 4.4))
     # Fixed margins: automatic layout engines cost more than the drawing itself.

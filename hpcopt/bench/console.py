@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from hpcopt.meta import oversubscription_note
 from hpcopt.record import CONSOLE, FIELDS, Column
 from hpcopt.specs import plural
 
@@ -40,8 +41,9 @@ class Table:
             f"# MPI: {meta['mpi_library']} (MPI {meta['mpi_standard_version']}, "
             f"thread level {meta['thread_level']})"
         )
-        print(f"# device: {device}; tag: {meta['tag'] or '-'}")
-        for note in notes:
+        print(f"# device: {device}; tag: {meta['tag'] or '(none)'}")
+        crowded = oversubscription_note(meta)
+        for note in (*([crowded] if crowded else []), *notes):
             print(f"# {note}")
         heads = (header or FIELDS[name].header for name, _, header in self.columns)
         widths = (abs(width) for _, width, _ in self.columns)

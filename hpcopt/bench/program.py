@@ -82,10 +82,13 @@ def _factor(text: str) -> float:
 def add_output_flags(parser: argparse.ArgumentParser) -> None:
     """-o/--tag/--overwrite/--device/-q: the flags of every kernel, sweeping or not."""
     add = parser.add_argument
-    add("--device", default="cpu", help="cpu or cuda (default cpu)")
-    add("-o", "--output", default=None, help="HDF5 log (default results/KERNEL-TIME.h5)")
-    add("--tag", default="", help="label of this setup, e.g. the interconnect (shm, ib)")
-    add("--overwrite", action="store_true", help="replace an existing output file")
+    add("--device", default="cpu", help="cpu (NumPy buffers) or cuda (CuPy) (default %(default)s)")
+    add("-o", "--output", default=None,
+        help="HDF5 log; an existing file is refused (default results/KERNEL-TIME.h5)")  # fmt: skip
+    add("--tag", default="", help="label of this setup, e.g. the interconnect: shm, ib "
+        "(default: none)")  # fmt: skip
+    add("--overwrite", action="store_true",
+        help="replace an existing log (a regular file) once this run has finished")  # fmt: skip
     add("-q", "--quiet", action="store_true", help="no progress lines on stderr")
 
 
@@ -93,18 +96,25 @@ def common_parser(kernel: str, description: str | None) -> KernelParser:
     """The flags every sweeping kernel takes (nccl-tests' -b -e -f -w -n -c, plus output)."""
     parser = KernelParser(prog=f"kernels/{kernel}.py", description=description)
     add = parser.add_argument
-    add("-b", "--minbytes", default="8", help="smallest message size, e.g. 8, 1K (default 8)")
-    add("-e", "--maxbytes", default="16M", help="largest message size (default 16M)")
-    add("-f", "--stepfactor", default="2", type=_factor, help="size multiplier (default 2)")
-    add("-w", "--warmup", default=10, type=int, help="warm-up iterations (default 10)")
-    add("-n", "--iters", default=100, type=int, help="timed iterations (default 100)")
+    add("-b", "--minbytes", default="8",
+        help="smallest message size, e.g. 8, 1K, 16M (default %(default)s)")  # fmt: skip
+    add("-e", "--maxbytes", default="16M", help="largest message size (default %(default)s)")
+    add("-f", "--stepfactor", default=2.0, type=_factor,
+        help="size multiplier from one size to the next (default %(default)g)")  # fmt: skip
+    add("-w", "--warmup", default=10, type=int,
+        help="warm-up iterations, not timed (default %(default)s)")  # fmt: skip
+    add("-n", "--iters", default=100, type=int,
+        help="timed iterations; both counts shrink above 1 MiB (default %(default)s)")  # fmt: skip
     add("--fixed-iters", action="store_true", help="do not scale iterations down above 1 MiB")
-    add("-c", "--check", default=1, type=int, choices=(0, 1), help="correctness pass (default 1)")
-    add("--barrier", default="iter", choices=tuple(BARRIER_POLICIES), help="barrier policy")
+    add("-c", "--check", default=1, type=int, choices=(0, 1),
+        help="1: a correctness pass outside the timed loop; 0: none "
+        "(default %(default)s)")  # fmt: skip
+    add("--barrier", default="iter", choices=tuple(BARRIER_POLICIES),
+        help="iter: MPI_Barrier before every timed iteration, not timed; none: one barrier, "
+        "then iterations back to back (default %(default)s)")  # fmt: skip
     add("--timeout", default=DEFAULT_TIMEOUT_S, type=_seconds, metavar="SECONDS",
         help="abort the job when one size of one case makes no progress for this long, "
-        "naming the ranks that had not arrived; 0 never aborts "
-        f"(default {DEFAULT_TIMEOUT_S:g})")  # fmt: skip
+        "naming the ranks that had not arrived; 0 never aborts (default %(default)g)")  # fmt: skip
     add("--resume", metavar="PARTIAL", default=None,
         help="continue the killed sweep logged in FILE.h5.partial: skip what it measured and "
         "finish it into FILE.h5 (same ranks, MPI library, tag and flags)")  # fmt: skip
