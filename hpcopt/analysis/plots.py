@@ -69,7 +69,8 @@ def size_axis(ax: Any, sizes: Sequence[int], label: str = "message size (bytes)"
 def _title(kernel: str, recs: Sequence[Rec]) -> str:
     ranks = sorted({str(r.get("ranks")) for r in recs if r.get("ranks") is not None})
     tags = sorted({str(r.get("tag")) for r in recs if r.get("tag")})
-    return f"{kernel} · {'/'.join(ranks) or '?'} ranks · tag {', '.join(tags) or '-'}"
+    title = f"{kernel} · {'/'.join(ranks) or '?'} ranks"
+    return f"{title} · tag {', '.join(tags)}" if tags else title
 
 
 def _series(recs: Sequence[Rec], fields: Sequence[str]) -> dict[str, list[Rec]]:
@@ -177,8 +178,14 @@ def _running(values: np.ndarray) -> np.ndarray:
 
 def _train(items: list[tuple[Rec, dict[str, np.ndarray]]], out: Path) -> list[Path]:
     recs = [rec for rec, _ in items]
-    labels = _series(recs, ("algo", "encoder", "problem", "tag", "ranks"))
-    label_of = {id(r): label for label, group in labels.items() for r in group}
+    varying = _series(recs, ("problem", "tag", "ranks"))
+    label_of = {
+        id(r): " ".join(filter(None, (f"{r.get('algo')} {r.get('encoder')}", extra)))
+        for extra, group in varying.items()
+        for r in group
+    }
+    if len(varying) == 1:  # nothing but algorithm and encoder differs: name those alone
+        label_of = {id(r): f"{r.get('algo')} {r.get('encoder')}" for r in recs}
     use_subopt = all("subopt" in arrays for _, arrays in items)
     yname = "suboptimality f(x) − f*" if use_subopt else "objective f(x)"
     paths = []
@@ -198,6 +205,8 @@ def _train(items: list[tuple[Rec, dict[str, np.ndarray]]], out: Path) -> list[Pa
         ax.set_xscale("log" if xkey == "bits" else "linear")
         if use_subopt:
             ax.set_yscale("log")
+        for eps in sorted({r["eps"] for r in recs if isinstance(r.get("eps"), (int, float))}):
+            ax.axhline(eps, color="grey", linestyle=":", linewidth=1, label=f"eps = {eps:g}")
         ax.set(
             xlabel=xlabel,
             ylabel=yname,
