@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from hpcopt.errors import UsageError
+from hpcopt.specs import label
 
 __all__ = ["build_parser", "main"]
 
@@ -119,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     suite.add_argument("-e", "--maxbytes", default="16M", help="largest size (default 16M)")
     suite.add_argument("-o", "--output", help="log path (default results/TIMESTAMP.h5)")
     suite.add_argument(
-        "--tag", default="", help="label of this setup, e.g. shm or ib (default none)"
+        "--tag", default="", type=label, help="label of this setup, e.g. shm or ib (default none)"
     )
     add("--overwrite", action="store_true",
         help="replace an existing log (a regular file) once the suite is done")  # fmt: skip

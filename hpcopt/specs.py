@@ -21,6 +21,7 @@ __all__ = [
     "format_size",
     "fraction",
     "integer",
+    "label",
     "no_repeats",
     "nonnegative_int",
     "nonnegative_real",
@@ -180,6 +181,13 @@ fraction = bounded(real, lambda x: 0 < x <= 1, "a number in (0, 1]")
 unit_interval = bounded(real, lambda x: 0 <= x <= 1, "a number in [0, 1]")
 open_unit_interval = bounded(real, lambda x: 0 < x < 1, "a number in (0, 1)")
 positive_size = bounded(size, lambda n: n >= 1, "a size of at least 1 byte")
+
+
+def label(value: str) -> str:
+    """A label for logs and tables: printable text on one line, at most 200 characters."""
+    if len(value) > 200 or any(not c.isprintable() for c in value):
+        raise UsageError(f"label {value[:40]!r}: use printable text on one line (at most 200)")
+    return value
 
 
 def choice(*allowed: str) -> Callable[[str], str]:

@@ -36,6 +36,8 @@ def new_figure(panels: int = 1) -> tuple[Any, list[Any]]:
 
 def save(fig: Any, out_dir: Path, name: str) -> list[Path]:
     """Write ``name.png`` and ``name.svg`` into ``out_dir``; return both paths."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"cannot write plots to {out_dir}: not a folder")
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         paths = [out_dir / f"{name}.{ext}" for ext in ("png", "svg")]

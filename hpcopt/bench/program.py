@@ -37,7 +37,7 @@ from hpcopt.errors import UsageError
 from hpcopt.log import LogWriter
 from hpcopt.meta import collect_meta
 from hpcopt.registry import load_plugins
-from hpcopt.specs import parse_size
+from hpcopt.specs import label, parse_size
 
 __all__ = [
     "KernelParser",
@@ -85,7 +85,7 @@ def add_output_flags(parser: argparse.ArgumentParser) -> None:
     add("--device", default="cpu", help="cpu (NumPy buffers) or cuda (CuPy) (default %(default)s)")
     add("-o", "--output", default=None,
         help="HDF5 log; an existing file is refused (default results/KERNEL-TIME.h5)")  # fmt: skip
-    add("--tag", default="", help="label of this setup, e.g. the interconnect: shm, ib "
+    add("--tag", default="", type=label, help="label of this setup, e.g. the interconnect: shm, ib "
         "(default: none)")  # fmt: skip
     add("--overwrite", action="store_true",
         help="replace an existing log (a regular file) once this run has finished")  # fmt: skip
