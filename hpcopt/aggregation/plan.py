@@ -18,7 +18,9 @@ __all__ = ["METHODS", "Plan", "plan"]
 
 # auto: powersgd for two-stage encoders, summable when the payload sums, else allgather.
 # gossip: payloads exchanged with neighbours (decentralized optimizers), not summed here.
-METHODS = ("auto", "summable", "allgather", "two-phase", "vote", "powersgd", "gossip")
+# root: payloads sent to a root that sums and broadcasts (a parameter server; some ranks may
+# send nothing).
+METHODS = ("auto", "summable", "allgather", "two-phase", "vote", "powersgd", "gossip", "root")
 GATHER_PATHS = ("allgather", "two-phase", "vote")
 
 

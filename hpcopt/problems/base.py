@@ -206,6 +206,10 @@ class Problem(ABC):
         """Strong convexity lower bound of f, or None."""
         return self.reference().mu
 
+    def local_smoothness(self) -> float | None:
+        """A smoothness constant of this rank's f_i alone, or None where unknown."""
+        return None
+
     def default_lr(self) -> float:
         """A safe step size for full-gradient steps: 1/L."""
         L = self.L
