@@ -35,7 +35,7 @@ __all__ = [
 ]
 
 # The built-in algorithms, in registration order; each module registers itself.
-BUILTIN = ("sync", "local", "dsgd", "choco", "easgd", "lag")
+BUILTIN = ("sync", "local", "dsgd", "choco", "easgd", "lag", "asynchronous")
 for _module in BUILTIN:
     importlib.import_module(f"hpcopt.optim.{_module}")
 
