@@ -133,7 +133,7 @@ def _setup(comm: MPI.Comm, argv: Sequence[str] | None) -> tuple[Any, ...]:
         shards = cls.data_ranks(comm.size, **selection.kwargs())
         shard = comm.rank - (comm.size - shards)  # serving ranks come first and hold none
         problem = get_problem(args.problem, rank=max(shard, 0), size=shards, seed=args.seed)
-        cls.check_problem(problem, **selection.kwargs())
+        cls.check_problem(problem, cfg, **selection.kwargs())
         return args, problem, cfg, selection
 
     args, problem, cfg, selection = validate_collectively(comm, validate)

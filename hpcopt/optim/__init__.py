@@ -68,5 +68,5 @@ def get_optimizer(spec: str, comm: MPI.Comm, problem: Problem, cfg: Config) -> O
     """This rank's optimizer for ``spec``, after :func:`check` and its problem check."""
     selection = check(spec, cfg, comm.size)
     cls: Any = selection.entry.factory
-    cls.check_problem(problem, **selection.kwargs())
+    cls.check_problem(problem, cfg, **selection.kwargs())
     return selection.build(comm=comm, problem=problem, cfg=cfg)

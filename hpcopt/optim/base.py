@@ -80,6 +80,7 @@ class Optimizer:
     name: ClassVar[str] = ""
     replicated: ClassVar[bool] = False  # all ranks hold the same model after every step
     drives_itself: ClassVar[bool] = False  # runs its own loop (drive) instead of step()
+    buckets: ClassVar[bool] = False  # can bucket a layered gradient (--bucket)
 
     def __init__(self, comm: MPI.Comm, problem: Problem, cfg: Config) -> None:
         self.comm, self.problem, self.cfg = comm, problem, cfg
@@ -101,11 +102,13 @@ class Optimizer:
     def check(cls, cfg: Config, ranks: int, **options: Any) -> None:
         """UsageError for settings this algorithm cannot run at ``ranks`` ranks."""
         cls.aggregation(cfg)
-        if cfg.bucket:
+        if 0 < cfg.bucket < 4:
+            raise UsageError(f"--bucket {cfg.bucket}: a bucket must hold at least one element")
+        if cfg.bucket and not cls.buckets:
             raise UsageError(f"{cls.name} does not bucket gradients; --bucket needs --algo sync")
 
     @classmethod
-    def check_problem(cls, problem: Problem, **options: Any) -> None:
+    def check_problem(cls, problem: Problem, cfg: Config, **options: Any) -> None:
         """UsageError when this algorithm cannot run on ``problem``."""
 
     @classmethod

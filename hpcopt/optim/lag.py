@@ -116,7 +116,7 @@ class LAGServer(LAG):
         super().__init__(comm, problem, cfg, history=history, xi=xi)
 
     @classmethod
-    def check_problem(cls, problem: Problem, **options: Any) -> None:
+    def check_problem(cls, problem: Problem, cfg: Config, **options: Any) -> None:
         if problem.local_smoothness() is None:
             raise UsageError(f"{cls.name} needs each shard's smoothness constant, which "
                              f"{problem.name} does not provide; use lag")  # fmt: skip
