@@ -120,7 +120,7 @@ class LogWriter:
         """Replace the fields and arrays of the last record (appended ``growing``) and flush:
         a run in progress keeps its trajectory in the log as it goes."""
         records = None if self._run is None else self._run["records"]
-        if not records:
+        if records is None or len(records) == 0:
             raise RuntimeError("update() needs a record appended with growing=True")
         group = records[sorted(records)[-1]]
         for key in [k for k in group.attrs if fields.get(k) is None]:

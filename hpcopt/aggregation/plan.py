@@ -58,6 +58,9 @@ def _path(method: str, two_stage: bool, summable: bool, name: str, ef: bool) -> 
         return "powersgd" if two_stage else "summable" if summable else "allgather"
     if two_stage and method == "gossip":
         raise UsageError(f"encoder {name} is summed in two stages and cannot be gossiped")
+    if two_stage and method == "root":
+        raise UsageError(f"encoder {name} is summed in two stages; it cannot be sent to a root "
+                         "and summed there")  # fmt: skip
     if two_stage and method != "powersgd":
         raise UsageError(f"encoder {name} is summed in two stages: use --method auto or powersgd")
     if method == "powersgd" and not two_stage:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -192,7 +193,11 @@ def _body(comm: MPI.Comm, state: tuple[Any, ...]) -> int:
     if saver is not None:
         saver(record, {**arrays, **extra_arrays})
         _print_summary(meta, record, writer.close())
-    return EXIT_DIVERGED if record["outcome"] == "diverged" else 0
+    if record["outcome"] != "diverged":
+        return 0
+    if comm.rank == 0:
+        print(f"{KERNEL}: {record['outcome_note']}", file=sys.stderr, flush=True)
+    return EXIT_DIVERGED
 
 
 def _print_summary(meta: dict[str, Any], record: dict[str, Any], path: Path) -> None:
