@@ -170,5 +170,3 @@ def test_problem_checks_refuse_what_the_problem_cannot_do() -> None:
 
 def test_registry_lists_every_algorithm() -> None:
     assert available() == ["sync", "local", "dsgd", "choco", "easgd", "lag", "lag-ps", "async"]
-
-
