@@ -97,7 +97,7 @@ def diagnose(iters: np.ndarray, subopt: np.ndarray) -> tuple[str, str]:
     since = int(iters[int(np.argmax(subopt <= PLATEAU_BAND * level))])
     if end > 0 and end - since >= PLATEAU_SHARE * end:
         return "plateau", f"plateau at f − f* = {level:.3g} since iteration {since}"
-    back = int(np.searchsorted(iters, end - max(1, end // 4)))
+    back = max(0, int(np.searchsorted(iters, end - max(1, end // 4), side="right")) - 1)
     return "budget", (
         f"budget exhausted while still decreasing: f − f* = {last:.3g} at iteration {end}, "
         f"{float(subopt[back]):.3g} at iteration {int(iters[back])}"
