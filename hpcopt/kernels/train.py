@@ -99,14 +99,6 @@ def _straggler(text: str, ranks: int) -> tuple[int, float]:
     return parsed
 
 
-def _bucket(text: str) -> int:
-    """Bucket bytes; a bucket must hold at least one float32 element."""
-    size = parse_size(text)
-    if 0 < size < 4:
-        raise UsageError(f"--bucket {text}: a bucket must hold at least one 4-byte element")
-    return size
-
-
 def config(args: argparse.Namespace, lr: float, ranks: int = 1) -> Config:
     """The settings all algorithms share, from the flags."""
     slow_rank, slowdown = _straggler(args.straggler, ranks)
@@ -114,7 +106,7 @@ def config(args: argparse.Namespace, lr: float, ranks: int = 1) -> Config:
         lr=lr, batch=args.batch, encoder=args.encoder, ef=args.ef, method=args.method,
         allreduce=args.allreduce, seed=args.seed, schedule=args.schedule,
         warmup=args.warmup_iters, horizon=args.max_iters, slow_rank=slow_rank,
-        slowdown=slowdown, bucket=_bucket(args.bucket),
+        slowdown=slowdown, bucket=parse_size(args.bucket),
     )  # fmt: skip
 
 

@@ -103,7 +103,8 @@ class Optimizer:
         """UsageError for settings this algorithm cannot run at ``ranks`` ranks."""
         cls.aggregation(cfg)
         if 0 < cfg.bucket < 4:
-            raise UsageError(f"--bucket {cfg.bucket}: a bucket must hold at least one element")
+            raise UsageError(f"--bucket {cfg.bucket}: a bucket must hold at least one 4-byte "
+                             "element")  # fmt: skip
         if cfg.bucket and not cls.buckets:
             raise UsageError(f"{cls.name} does not bucket gradients; --bucket needs --algo sync")
 

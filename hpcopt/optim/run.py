@@ -123,7 +123,7 @@ class Trajectory:
         self.progress, self.checkpoint = progress, checkpoint
         self.stride = eval_every * max(1, max_iters // (20 * eval_every))  # ~20 progress lines
         self.rows: list[list[float]] = []
-        self.outcome = ""
+        self.printed = 0  # the last progress line's iteration, rounded down to the stride
         self.saved_at = -math.inf
 
     @property
@@ -137,7 +137,8 @@ class Trajectory:
         stop = self.reached or it >= self.max_iters or not math.isfinite(subopt)
         first = self.rows[0][2]
         stop = stop or (first > 0 and subopt > DIVERGED_FACTOR * first)
-        if self.progress is not None and it and (it % self.stride == 0 or stop):
+        if self.progress is not None and it and (it >= self.printed + self.stride or stop):
+            self.printed = it - it % self.stride
             self.progress(it, self.rows[-1])
         now = MPI.Wtime()
         if self.checkpoint is not None and now - self.saved_at >= CHECKPOINT_S and not stop:

@@ -128,7 +128,7 @@ BAD_CONFIGS = [
     ("async:servers=3", {}, "4 ranks or more, not 3"),
     ("async:staleness=-2", {}, "an integer >= 0 or none"),
     ("async", {"slow_rank": 0, "slowdown": 2.0}, "ranks below 1 serve"),
-    ("sync", {"bucket": 2}, "at least one element"),
+    ("sync", {"bucket": 2}, "at least one 4-byte element"),
     ("local", {"bucket": 1024}, "--bucket needs --algo sync"),
     ("sync", {"bucket": 1024, "encoder": "topk"}, "encoders none, fp16, powersgd"),
     ("sync:deadline=1", {"bucket": 1024}, "no deadline"),
