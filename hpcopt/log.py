@@ -144,17 +144,44 @@ class LogWriter:
         self._run.attrs["meta"] = json.dumps(meta, default=str, sort_keys=True)
         self._file.flush()
 
-    def append(self, fields: Mapping[str, Any], arrays: Mapping[str, Any] | None = None) -> None:
-        """Write one record (scalar ``fields`` and ``arrays``) and flush it to disk."""
+    def append(
+        self, fields: Mapping[str, Any], arrays: Mapping[str, Any] | None = None, *,
+        growing: bool = False,
+    ) -> None:  # fmt: skip
+        """Write one record (scalar ``fields`` and ``arrays``) and flush it to disk; a
+        ``growing`` record can be brought up to date with :meth:`update`."""
         if self._run is None:
             raise RuntimeError("start_run() must come before append()")
         records = self._run["records"]
         group = records.create_group(f"{len(records):06d}")
+        self._write(group, fields, arrays or {}, growing)
+
+    def update(self, fields: Mapping[str, Any], arrays: Mapping[str, Any] | None = None) -> None:
+        """Replace the fields and arrays of the last record (appended ``growing``) and flush:
+        a run in progress keeps its trajectory in the log as it goes."""
+        records = None if self._run is None else self._run["records"]
+        if records is None or len(records) == 0:
+            raise RuntimeError("update() needs a record appended with growing=True")
+        group = records[sorted(records)[-1]]
+        for key in [k for k in group.attrs if fields.get(k) is None]:
+            del group.attrs[key]
+        self._write(group, fields, arrays or {}, True)
+
+    def _write(
+        self, group: Any, fields: Mapping[str, Any], arrays: Mapping[str, Any], growing: bool
+    ) -> None:
         for key, value in fields.items():
             if value is not None:
                 group.attrs[key] = _attr_value(value)
-        for key, value in (arrays or {}).items():
-            group.create_dataset(key, data=np.asarray(value))
+        for key, value in arrays.items():
+            data = np.asarray(value)
+            if key in group:
+                group[key].resize(data.shape)
+                group[key][...] = data
+            elif growing and data.ndim:
+                group.create_dataset(key, data=data, maxshape=(None,) * data.ndim, chunks=True)
+            else:
+                group.create_dataset(key, data=data)
         self._file.flush()
 
     def close(self) -> Path:

@@ -28,6 +28,7 @@ NETWORK_ENV_PREFIXES = (
     "UCX_",
     "FI_",
     "MPIR_CVAR_",
+    "MPICH_",
     "OMPI_",
     "PMIX_MCA_",
     "I_MPI_",

@@ -84,6 +84,13 @@ FIELDS: dict[str, Field] = {
         Field("final_subopt", float, "subopt", ".2e", doc="f(x̄) − f* at the end"),
         Field("fp32_bits", float, "fp32 bits", ".3e", doc="bits of the same messages in fp32"),
         Field("lower_bound_bits", float, "bound bits", ".3e", doc="d(log2 d + log2 1/eps)"),
+        Field("reached_eps", bool, "reached", doc="whether eps was reached (as reached)"),
+        Field("outcome", str, "outcome", doc="reached, plateau, budget, diverged, running"),
+        Field("outcome_note", str, "why", doc="one line: why the run stopped where it did"),
+        Field("survey_bound_bits", float, "n-rank bound", ".3e", doc="(n-1)·d·log2 1/eps"),
+        Field("uploads", int, "uploads", "d", doc="LAG: gradients sent, over all ranks"),
+        Field("staleness_mean", float, "stale avg", ".2f", doc="async: mean staleness"),
+        Field("staleness_max", int, "stale max", "d", doc="async: largest staleness"),
         Field("wrong", int, "wrong", "d", doc="wrong elements summed over ranks"),
     )
 }

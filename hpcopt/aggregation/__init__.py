@@ -16,7 +16,9 @@ travel as raw bytes through uppercase (buffer) calls.
 Paths, one module each: ``summable`` (one core allreduce of the encoded buffer),
 ``allgather`` (gather every payload, decode and sum in rank order), ``two-phase``
 (compressed reduce-scatter, then allgather of re-compressed sums), ``vote`` (majority
-vote of signs) and ``powersgd`` (two core allreduces, P then Q).
+vote of signs), ``powersgd`` (two core allreduces, P then Q) and ``root`` (payloads
+sent to a root that sums them and broadcasts the sum; :class:`RootSum` lets a rank send
+nothing, for lazy aggregation and round deadlines).
 """
 
 from __future__ import annotations
@@ -30,13 +32,24 @@ from hpcopt.aggregation.base import PHASES, Clock, Result
 from hpcopt.aggregation.gather import allgather
 from hpcopt.aggregation.plan import METHODS, Plan, plan
 from hpcopt.aggregation.powersgd import powersgd
+from hpcopt.aggregation.root import RootSum, root
 from hpcopt.aggregation.summable import summable
 from hpcopt.aggregation.two_phase import two_phase
 from hpcopt.aggregation.vote import vote
 from hpcopt.backend import Scratch
 from hpcopt.encoders import Codec
 
-__all__ = ["METHODS", "PATHS", "PHASES", "Clock", "Plan", "Result", "aggregate", "plan"]
+__all__ = [
+    "METHODS",
+    "PATHS",
+    "PHASES",
+    "Clock",
+    "Plan",
+    "Result",
+    "RootSum",
+    "aggregate",
+    "plan",
+]
 
 PATHS: dict[str, Callable[..., Result]] = {
     "summable": summable,
@@ -44,6 +57,7 @@ PATHS: dict[str, Callable[..., Result]] = {
     "two-phase": two_phase,
     "vote": vote,
     "powersgd": powersgd,
+    "root": root,
 }
 
 

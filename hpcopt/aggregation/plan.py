@@ -18,7 +18,9 @@ __all__ = ["METHODS", "Plan", "plan"]
 
 # auto: powersgd for two-stage encoders, summable when the payload sums, else allgather.
 # gossip: payloads exchanged with neighbours (decentralized optimizers), not summed here.
-METHODS = ("auto", "summable", "allgather", "two-phase", "vote", "powersgd", "gossip")
+# root: payloads sent to a root that sums and broadcasts (a parameter server; some ranks may
+# send nothing).
+METHODS = ("auto", "summable", "allgather", "two-phase", "vote", "powersgd", "gossip", "root")
 GATHER_PATHS = ("allgather", "two-phase", "vote")
 
 
@@ -56,6 +58,9 @@ def _path(method: str, two_stage: bool, summable: bool, name: str, ef: bool) -> 
         return "powersgd" if two_stage else "summable" if summable else "allgather"
     if two_stage and method == "gossip":
         raise UsageError(f"encoder {name} is summed in two stages and cannot be gossiped")
+    if two_stage and method == "root":
+        raise UsageError(f"encoder {name} is summed in two stages; it cannot be sent to a root "
+                         "and summed there")  # fmt: skip
     if two_stage and method != "powersgd":
         raise UsageError(f"encoder {name} is summed in two stages: use --method auto or powersgd")
     if method == "powersgd" and not two_stage:

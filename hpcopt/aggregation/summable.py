@@ -21,7 +21,7 @@ from hpcopt.collectives import get_algorithm
 from hpcopt.encoders import Codec
 from hpcopt.encoders.bf16 import bf16_round, bf16_widen
 
-__all__ = ["core_allreduce", "summable"]
+__all__ = ["core_allreduce", "sum_op", "summable"]
 
 _USER_OPS: dict[str, MPI.Op] = {}
 
@@ -49,6 +49,14 @@ def _user_op(sum_dtype: str) -> MPI.Op:
         fn = _fp16_sum if sum_dtype == "float16" else _bf16_sum
         op = _USER_OPS[sum_dtype] = MPI.Op.Create(fn, commute=True)
     return op
+
+
+def sum_op(sum_dtype: str) -> tuple[MPI.Op, MPI.Datatype]:
+    """The MPI op and datatype that sum a payload buffer of ``sum_dtype`` in MPI's own
+    (blocking or non-blocking) Allreduce."""
+    if sum_dtype == "float32":
+        return MPI.SUM, MPI.FLOAT
+    return _user_op(sum_dtype), MPI.UINT16_T
 
 
 def core_allreduce(

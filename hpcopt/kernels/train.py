@@ -1,9 +1,15 @@
-"""The train kernel: flags, collective validation, one training run, its record."""
+"""The train kernel: flags, collective validation, one training run, its record.
+
+Exit status: 0 (ε reached, or not: the summary says why), 2 (bad input), 3 (the run
+diverged). The record goes to the log as the run goes, every few seconds.
+"""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,8 +29,10 @@ from hpcopt.errors import UsageError
 from hpcopt.meta import collect_meta
 from hpcopt.optim import Config, Optimizer, available, check
 from hpcopt.optim.run import average_model, print_progress, train
+from hpcopt.optim.schedule import SCHEDULES
 from hpcopt.problems import Problem, get_problem
 from hpcopt.registry import Selection, load_plugins
+from hpcopt.specs import parse_size
 
 __all__ = ["main", "parser"]
 
@@ -33,6 +41,7 @@ DESCRIPTION = (
     "Distributed training to a target accuracy: bits-to-eps and time-to-eps of one "
     "communication-efficient algorithm on one problem."
 )
+EXIT_DIVERGED = 3
 
 
 def parser() -> KernelParser:
@@ -49,19 +58,56 @@ def parser() -> KernelParser:
     add("--batch", type=int, default=0, help="minibatch per rank; 0 = full local gradient")
     add("--method", default="auto", help="compressed allreduce path (auto, allgather, ...)")
     add("--allreduce", default="native", help="core allreduce algorithm (default native)")
+    add(
+        "--schedule",
+        default="constant",
+        help="step-size schedule spec: "
+        f"{', '.join(SCHEDULES.names())}, e.g. step:factor=0.5,every=200 (default constant)",
+    )
+    add("--warmup-iters", type=int, default=0, help="linear warm-up iterations (default 0)")
+    add(
+        "--straggler",
+        default="",
+        metavar="RANK:FACTOR",
+        help="emulate a straggler: RANK's computing takes FACTOR times as long (sleeps)",
+    )
+    add(
+        "--bucket",
+        default="0",
+        help="gradient bucket size for overlapped allreduces on "
+        "layered problems (mlp), e.g. 1M; 0 = no bucketing (DDP's default is 25M)",
+    )
     add("--eps", type=float, default=1e-3, help="target f(x̄) − f* (loss for mlp)")
     add("--max-iters", type=int, default=1000, help="iteration budget (default 1000)")
     add("--eval-every", type=int, default=1, help="measure every N iterations (default 1)")
     add("--seed", type=int, default=0, help="data and algorithm seed (default 0)")
     add_output_flags(ps)
-    return ps
+    return ps  # fmt: skip
 
 
-def config(args: argparse.Namespace, lr: float) -> Config:
+def _straggler(text: str, ranks: int) -> tuple[int, float]:
+    """(rank, factor) from ``RANK:FACTOR``; (-1, 1) when empty."""
+    if not text:
+        return -1, 1.0
+    rank, colon, factor = text.partition(":")
+    try:
+        parsed = int(rank), float(factor)
+    except ValueError:
+        parsed = (-1, math.nan)
+    if not colon or not 0 <= parsed[0] < ranks or not 1.0 <= parsed[1] < math.inf:
+        raise UsageError(f"--straggler {text!r}: want RANK:FACTOR with 0 <= RANK < {ranks} "
+                         "and a finite FACTOR >= 1")  # fmt: skip
+    return parsed
+
+
+def config(args: argparse.Namespace, lr: float, ranks: int = 1) -> Config:
     """The settings all algorithms share, from the flags."""
+    slow_rank, slowdown = _straggler(args.straggler, ranks)
     return Config(
         lr=lr, batch=args.batch, encoder=args.encoder, ef=args.ef, method=args.method,
-        allreduce=args.allreduce, seed=args.seed,
+        allreduce=args.allreduce, seed=args.seed, schedule=args.schedule,
+        warmup=args.warmup_iters, horizon=args.max_iters, slow_rank=slow_rank,
+        slowdown=slowdown, bucket=parse_size(args.bucket),
     )  # fmt: skip
 
 
@@ -73,9 +119,16 @@ def _setup(comm: MPI.Comm, argv: Sequence[str] | None) -> tuple[Any, ...]:
             raise UsageError(f"train runs on the CPU only; --device {args.device} is unsupported")
         if not args.eps > 0 or args.max_iters < 1 or args.eval_every < 1:
             raise UsageError("--eps must be > 0, --max-iters and --eval-every >= 1")
-        problem = get_problem(args.problem, rank=comm.rank, size=comm.size, seed=args.seed)
-        cfg = config(args, args.lr if args.lr is not None else 1.0)  # 1/L once the data exist
-        return args, problem, cfg, check(args.algo, cfg, comm.size)
+        if args.lr is not None and not 0 < args.lr < math.inf:
+            raise UsageError("--lr must be a finite number > 0")
+        cfg = config(args, args.lr if args.lr is not None else 1.0, comm.size)  # 1/L: later
+        selection = check(args.algo, cfg, comm.size)
+        cls: Any = selection.entry.factory
+        shards = cls.data_ranks(comm.size, **selection.kwargs())
+        shard = comm.rank - (comm.size - shards)  # serving ranks come first and hold none
+        problem = get_problem(args.problem, rank=max(shard, 0), size=shards, seed=args.seed)
+        cls.check_problem(problem, cfg, **selection.kwargs())
+        return args, problem, cfg, selection
 
     args, problem, cfg, selection = validate_collectively(comm, validate)
     need = problem.footprint(reference=comm.rank == 0)
@@ -89,6 +142,21 @@ def _options(selection: Selection[Optimizer]) -> dict[str, Any]:
     return {o.key: selection.options.get(o.key, o.default) for o in selection.entry.options}
 
 
+class Checkpoints:
+    """Rank 0's record in the log, appended at the first checkpoint and updated after."""
+
+    def __init__(self, writer: Any, static: dict[str, Any]) -> None:
+        self.writer, self.static, self.started = writer, static, False
+
+    def __call__(self, fields: dict[str, Any], arrays: dict[str, Any]) -> None:
+        record = {**self.static, **fields}
+        if self.started:
+            self.writer.update(record, arrays)
+        else:
+            self.writer.append(record, arrays, growing=True)
+            self.started = True
+
+
 def _body(comm: MPI.Comm, state: tuple[Any, ...]) -> int:
     args, problem, cfg, selection, writer = state
     ref = problem.reference(comm)
@@ -96,40 +164,56 @@ def _body(comm: MPI.Comm, state: tuple[Any, ...]) -> int:
         cfg = dataclasses.replace(cfg, lr=problem.default_lr())
     opt = selection.build(comm=comm, problem=problem, cfg=cfg)
     meta = collect_meta(comm, kernel=KERNEL, tag=args.tag, device="cpu", cuda_aware=False)
+    static = {
+        "kernel": KERNEL, "algo": selection.name, "encoder": opt.plan.encoder_label,
+        "problem": problem.spec, "ranks": comm.size, "eps": args.eps, "dim": problem.dim,
+        "dtype": "float32", "size_bytes": 4 * problem.dim, "lr": cfg.lr, "batch": cfg.batch,
+        "seed": cfg.seed, "method": cfg.method, "allreduce": cfg.allreduce,
+        "schedule": cfg.schedule, "warmup_iters": cfg.warmup, "straggler": args.straggler,
+        "bucket": cfg.bucket, **_options(selection), "f_star": ref.f_star,
+    }  # fmt: skip
+    saver = None
+    if writer is not None:
+        writer.start_run(meta)
+        saver = Checkpoints(writer, static)
     show = comm.rank == 0 and not args.quiet
     fields, arrays = train(
         opt, eps=args.eps, max_iters=args.max_iters, f_star=ref.f_star,
         eval_every=args.eval_every, progress=print_progress if show else None,
+        checkpoint=saver,
     )  # fmt: skip
-    record = {
-        "kernel": KERNEL, "algo": selection.name, "encoder": opt.plan.encoder_label,
-        "problem": problem.spec, "ranks": comm.size, "eps": args.eps, "dim": problem.dim,
-        "dtype": "float32", "size_bytes": 4 * problem.dim, "lr": cfg.lr, "batch": cfg.batch,
-        "seed": cfg.seed, "method": cfg.method, "allreduce": cfg.allreduce, **_options(selection),
-        "f_star": ref.f_star, **fields,
-    }  # fmt: skip
+    extra, extra_arrays = opt.summary()
+    record = {**static, **fields, **extra}
     if hasattr(problem, "accuracy"):  # classifiers: held-out accuracy at x̄
         record["final_accuracy"] = float(problem.accuracy(average_model(opt)))
-    if writer is not None:
-        writer.start_run(meta)
-        writer.append(record, arrays)
+    if saver is not None:
+        saver(record, {**arrays, **extra_arrays})
         _print_summary(meta, record, writer.close())
-    return 0
+    if record["outcome"] != "diverged":
+        return 0
+    if comm.rank == 0:
+        print(f"{KERNEL}: {record['outcome_note']}", file=sys.stderr, flush=True)
+    return EXIT_DIVERGED
 
 
 def _print_summary(meta: dict[str, Any], record: dict[str, Any], path: Path) -> None:
-    """Rank 0's table: the run, one row, the phase split."""
+    """Rank 0's table: the run, one row, the phase split, the bounds, why ε was missed."""
     table = Table(KERNEL)
     phases = " / ".join(
         f"{record[k]:.4g}" for k in ("t_compute_s", "t_encode_s", "t_comm_s", "t_decode_s")
     )
     notes = (
         f"problem: {record['problem']}; eps {record['eps']:g}",
-        "bits per rank; bound bits: d(log2 d + log2 1/eps)",
+        "bits per rank; bound bits: d(log2 d + log2 1/eps) (Tsitsiklis-Luo, constants 1)",
     )
     table.header(meta, "cpu (numpy)", notes)
     table.row(record)
     print(f"# compute/encode/comm/decode: {phases} s; final subopt {record['final_subopt']:.4g}")
+    total = record["bits"] * record["ranks"]
+    print(f"# bits over all ranks {total:.4g}; bound (n-1)*d*log2(1/eps) = "
+          f"{record['survey_bound_bits']:.4g} (n = {record['ranks']}, constant 1)")  # fmt: skip
+    if not record["reached"]:
+        print(f"# eps not reached: {record['outcome_note']}")
     print(f"# log: {path}", flush=True)
 
 

@@ -1,4 +1,4 @@
-"""Distributed optimizers in a registry: sync, local, dsgd, choco, easgd.
+"""Distributed optimizers in a registry: sync, local, dsgd, choco, easgd, lag, lag-ps, async.
 
 An algorithm is selected by a spec such as ``local:steps=4,participation=0.5``;
 :func:`check` refuses, on every rank before any communication, what it cannot run, and
@@ -16,6 +16,7 @@ from mpi4py import MPI
 
 from hpcopt.errors import UsageError
 from hpcopt.optim.base import OPTIMIZERS, PHASES, Config, Ledger, Optimizer
+from hpcopt.optim.schedule import Schedule
 from hpcopt.optim.topology import mixing_matrix
 from hpcopt.problems import Problem
 from hpcopt.registry import Selection
@@ -34,7 +35,7 @@ __all__ = [
 ]
 
 # The built-in algorithms, in registration order; each module registers itself.
-BUILTIN = ("sync", "local", "dsgd", "choco", "easgd")
+BUILTIN = ("sync", "local", "dsgd", "choco", "easgd", "lag", "asynchronous")
 for _module in BUILTIN:
     importlib.import_module(f"hpcopt.optim.{_module}")
 
@@ -56,6 +57,7 @@ def check(spec: str, cfg: Config, ranks: int) -> Selection[Optimizer]:
     """The parsed algorithm spec, after its class refused what it cannot run (UsageError)."""
     if not cfg.lr > 0 or cfg.batch < 0:
         raise UsageError("--lr must be > 0 and --batch >= 0")
+    Schedule(cfg.schedule, warmup=cfg.warmup, horizon=cfg.horizon)
     selection = OPTIMIZERS.select(spec)
     cls: Any = selection.entry.factory
     cls.check(cfg, ranks, **selection.kwargs())
@@ -63,5 +65,8 @@ def check(spec: str, cfg: Config, ranks: int) -> Selection[Optimizer]:
 
 
 def get_optimizer(spec: str, comm: MPI.Comm, problem: Problem, cfg: Config) -> Optimizer:
-    """This rank's optimizer for ``spec``, after :func:`check`."""
-    return check(spec, cfg, comm.size).build(comm=comm, problem=problem, cfg=cfg)
+    """This rank's optimizer for ``spec``, after :func:`check` and its problem check."""
+    selection = check(spec, cfg, comm.size)
+    cls: Any = selection.entry.factory
+    cls.check_problem(problem, cfg, **selection.kwargs())
+    return selection.build(comm=comm, problem=problem, cfg=cfg)

@@ -34,7 +34,7 @@ class Choco(GossipOptimizer):
     def step(self, it: int) -> None:
         g = self.gradient(self.x)
         with self.ledger.phase("compute"):
-            self.x -= self.cfg.lr * g
+            self.x -= self.lr(it) * g
             diff = (self.x - self.xhat).astype(np.float32)
         with self.ledger.phase("encode"):
             payload = self.codec.encode(diff, it)

@@ -17,7 +17,7 @@ class DSGD(GossipOptimizer):
     def step(self, it: int) -> None:
         g = self.gradient(self.x)
         with self.ledger.phase("compute"):
-            y = self.x - self.cfg.lr * g
+            y = self.x - self.lr(it) * g
         with self.ledger.phase("encode"):
             payload = self.codec.encode(y.astype(np.float32), it)
         mixed = self.gossip.mix(payload, self.codec, self.ledger, it)

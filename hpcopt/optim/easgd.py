@@ -27,7 +27,7 @@ class EASGD(Optimizer):
     def step(self, it: int) -> None:
         g = self.gradient(self.x)
         with self.ledger.phase("compute"):
-            self.x -= self.cfg.lr * g
+            self.x -= self.lr(it) * g
         if (it + 1) % self.tau:
             return
         with self.ledger.phase("compute"):

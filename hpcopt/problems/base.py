@@ -216,6 +216,10 @@ class Problem(ABC):
         """Bytes of ``rows`` samples (dense float64 features by default)."""
         return 8 * rows * (self.dim + 1)
 
+    def local_smoothness(self) -> float | None:
+        """A smoothness constant of this rank's f_i alone, or None where unknown."""
+        return None
+
     def default_lr(self) -> float:
         """A safe step size for full-gradient steps: 1/L."""
         L = self.L

@@ -1,4 +1,5 @@
-"""Linear models on synthetic sparse-plus-low-rank features: least squares, logistic regression."""
+"""Linear models, least squares and logistic regression, on synthetic sparse-plus-low-rank
+features or on the rows of a data file (``data=FILE``, see :mod:`hpcopt.problems.datafile`)."""
 
 from __future__ import annotations
 
@@ -13,13 +14,16 @@ from numpy.typing import NDArray
 from hpcopt.errors import UsageError
 from hpcopt.problems import cache
 from hpcopt.problems.base import BLOCK, Problem, Reference, Shard, Vector, stream
+from hpcopt.problems.datafile import DataFile, concat_rows, read_data
 from hpcopt.problems.features import Features
 from hpcopt.problems.solve import Operator, newton, top_eigenvalue
 
 __all__ = ["LeastSquares", "LinearModel", "LogisticRegression"]
 
-DATA, TEACHER, SHIFT, BASIS = 1, 2, 3, 4
+DATA, TEACHER, SHIFT, BASIS, PERMUTE = 1, 2, 3, 4, 8
 TARGET_SHIFT = 2.0  # target offset of the outermost shards at hetero=1
+SYNTHETIC = ("d", "n", "nnz", "lowrank", "noise", "hetero")  # options of generated data only
+SHARDINGS = ("contiguous", "shuffle")  # rows of a file: in file order, or a seeded permutation
 
 
 class LinearModel(Problem):
@@ -29,20 +33,29 @@ class LinearModel(Problem):
 
     # Keyword options and their defaults; subclasses change some of the defaults.
     defaults: ClassVar[dict[str, Any]] = dict(
-        d=100, n=1024, nnz=32, lowrank=4, lam=1e-4, noise=0.1, hetero=0.0
-    )
+        d=100, n=1024, nnz=32, lowrank=4, lam=1e-4, noise=0.1, hetero=0.0, data="",
+        shard="contiguous",
+    )  # fmt: skip
 
     def __init__(self, *, rank: int, size: int, seed: int = 0, **options: Any) -> None:
         unknown = sorted(set(options) - set(self.defaults))
         if unknown:
             raise TypeError(f"{self.name}: unknown option(s) {', '.join(unknown)}")
         o = {**self.defaults, **options}
+        self._local_L: float | None = None
+        self.file: DataFile | None = None
+        if o["data"]:
+            self._init_file(rank, size, seed, o, sorted(set(options) & set(SYNTHETIC)))
+            return
+        if "shard" in options:
+            raise UsageError(f"{self.name}: shard= applies to rows read from a file (data=)")
         d, nnz, lowrank, lam, noise = o["d"], o["nnz"], o["lowrank"], o["lam"], o["noise"]
         if d < 1 or nnz < 1 or lowrank < 0 or lam < 0 or noise < 0:
             raise UsageError(f"{self.name}: need d, nnz >= 1 and lowrank, lam, noise >= 0")
         self.nnz, self.lowrank = min(nnz, d), min(lowrank, d)
         self.lam, self.noise = lam, noise
-        params = dict(o, nnz=self.nnz, lowrank=self.lowrank)
+        params = {k: v for k, v in o.items() if k not in ("data", "shard")}
+        params.update(nnz=self.nnz, lowrank=self.lowrank)
         super().__init__(
             rank=rank, size=size, seed=seed, n=o["n"], hetero=o["hetero"], dim=d, params=params
         )
@@ -50,6 +63,39 @@ class LinearModel(Problem):
     def data_bytes(self, rows: int) -> int:
         """Sparse columns and values, low-rank coefficients, targets, and the shared basis."""
         return rows * (12 * self.nnz + 8 * self.lowrank + 8) + 8 * self.lowrank * self.dim
+
+    def _init_file(
+        self, rank: int, size: int, seed: int, o: dict[str, Any], synthetic: list[str]
+    ) -> None:
+        """Rows and targets from the file ``o["data"]``, sharded as ``o["shard"]`` says."""
+        if synthetic:
+            raise UsageError(f"{self.name}: data= reads the rows from a file; "
+                             f"{', '.join(synthetic)} do not apply")  # fmt: skip
+        if o["shard"] not in SHARDINGS:
+            raise UsageError(f"{self.name}: shard={o['shard']!r} is not one of "
+                             f"{', '.join(SHARDINGS)}")  # fmt: skip
+        if o["lam"] < 0:
+            raise UsageError(f"{self.name}: lam must be >= 0")
+        self.file = read_data(o["data"])
+        self.targets = self.file_targets(self.file.y, o["data"])
+        self.lam, self.noise, self.nnz, self.lowrank = o["lam"], 0.0, 0, 0
+        params = {"data": o["data"], "lam": o["lam"], "shard": o["shard"]}
+        n = len(self.targets)
+        super().__init__(
+            rank=rank, size=size, seed=seed, n=n, hetero=0.0, dim=self.file.dim, params=params
+        )
+        order = np.arange(n)
+        self.order = stream(seed, PERMUTE).permutation(n) if o["shard"] == "shuffle" else order
+
+    @classmethod
+    def file_targets(cls, y: Vector, path: str) -> Vector:
+        """The targets of a data file as this model uses them."""
+        return y
+
+    @property
+    def cache_spec(self) -> str:
+        """The spec that keys the reference cache (with the file's digest for file data)."""
+        return self.spec if self.file is None else f"{self.spec}#{self.file.digest}"
 
     @cached_property
     def basis(self) -> NDArray[np.float64]:
@@ -71,7 +117,12 @@ class LinearModel(Problem):
         return cols, vals, coef, rng.standard_normal(BLOCK)
 
     def make_shard(self, i: int) -> Shard:
-        """Rows from blocks (seed, b), then shard i's shifts scaled by hetero."""
+        """Rows from blocks (seed, b), then shard i's shifts scaled by hetero; or shard i's
+        rows of the data file."""
+        if self.file is not None:
+            lo, hi = self.shard_range(i)
+            picked = self.order[lo:hi]
+            return Shard(self.file.a[picked], self.targets[picked])
         span, rows = self.shard_blocks(i)
         blocks = [self._block(b) for b in span]
         cols = None if blocks[0][0] is None else np.concatenate([b[0] for b in blocks])[rows]
@@ -93,7 +144,9 @@ class LinearModel(Problem):
     @staticmethod
     def concat(shards: list[Shard]) -> Shard:
         """Stack shards row-wise."""
-        return Shard(Features.concat([s.a for s in shards]), np.concatenate([s.y for s in shards]))
+        parts = [s.a for s in shards]
+        rows = Features.concat(parts) if isinstance(parts[0], Features) else concat_rows(parts)
+        return Shard(rows, np.concatenate([s.y for s in shards]))
 
     @staticmethod
     @abstractmethod
@@ -134,9 +187,18 @@ class LinearModel(Problem):
             bound = max(bound, top_eigenvalue(hv, self.dim, self.seed + i))
         return self.curvature * bound + self.lam
 
+    def local_smoothness(self) -> float:
+        """curvature·λmax(A_iᵀA_i/n_i) + lam on this rank's shard (power iteration, cached)."""
+        if self._local_L is None:
+            a, n = self.shard.a, self.n_local
+            hv = lambda v: ((a @ v) @ a) / n  # noqa: E731
+            top = top_eigenvalue(hv, self.dim, self.seed + self.rank)
+            self._local_L = self.curvature * top + self.lam
+        return self._local_L
+
     def compute_reference(self) -> Reference:
         """x*, f*, L from the cache, else by Newton-CG on the union and power iteration."""
-        path = cache.cache_path(self.spec, self.size, self.seed)
+        path = cache.cache_path(self.cache_spec, self.size, self.seed)
         hit = cache.load(path)
         if hit is None:
             data, w = self.union
@@ -192,6 +254,15 @@ class LogisticRegression(LinearModel):
     def link(t: Vector) -> Vector:
         """±1 labels."""
         return np.where(t >= 0, 1.0, -1.0)
+
+    @classmethod
+    def file_targets(cls, y: Vector, path: str) -> Vector:
+        """Two classes as −1 (the smaller label) and +1."""
+        labels = np.unique(y)
+        if len(labels) > 2:
+            raise UsageError(f"logreg: {path} has {len(labels)} distinct labels; logistic "
+                             "regression needs 2")  # fmt: skip
+        return np.where(y == labels[-1], 1.0, -1.0) if len(labels) == 2 else np.ones_like(y)
 
     @staticmethod
     def phi(z: Vector, y: Vector) -> tuple[Vector, Vector, Vector]:

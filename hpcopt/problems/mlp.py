@@ -1,7 +1,14 @@
-"""A one-hidden-layer softmax classifier on a synthetic Gaussian mixture: non-convex."""
+"""A softmax classifier with hidden layers on a synthetic Gaussian mixture: non-convex.
+
+The parameter vector holds W_0, b_0, W_1, b_1, ..., W_L, b_L (layer l maps width n_l to
+n_{l+1}; widths d, hidden, ..., hidden, classes). :meth:`MLP.backward` yields each tensor's
+gradient as backpropagation produces it, last layer first, so that an optimizer can start
+communicating the first gradients while the rest are computed (as PyTorch DDP does).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from functools import cached_property
 
 import numpy as np
@@ -17,7 +24,8 @@ ACTIVATIONS = ("tanh", "relu")
 
 
 class MLP(Problem):
-    """Cross-entropy of softmax(W2·act(W1·a + b1) + b2) per shard, plus (lam/2)·‖x‖²."""
+    """Cross-entropy of softmax(W_L·act(...act(W_0·a + b_0)...) + b_L) per shard, plus
+    (lam/2)·‖x‖²."""
 
     name = "mlp"
 
@@ -37,15 +45,17 @@ class MLP(Problem):
         act: str = "tanh",
         hetero: float = 0.0,
         n_test: int = 1024,
+        layers: int = 1,
     ) -> None:
-        if min(d, hidden, clusters, n_test) < 1 or classes < 2 or lam < 0 or sep < 0:
+        if min(d, hidden, clusters, n_test, layers) < 1 or classes < 2 or lam < 0 or sep < 0:
             raise UsageError(
-                "mlp: need d, hidden, clusters, n_test >= 1, classes >= 2, lam, sep >= 0"
+                "mlp: need d, hidden, clusters, n_test, layers >= 1, classes >= 2, lam, sep >= 0"
             )
         if act not in ACTIVATIONS:
             raise UsageError(f"mlp: act={act!r} is not one of {', '.join(ACTIVATIONS)}")
         self.d_in, self.hidden, self.classes, self.clusters = d, hidden, classes, clusters
         self.sep, self.lam, self.act, self.n_test = sep, lam, act, n_test
+        self.widths = [d] + [hidden] * layers + [classes]
         params = dict(
             d=d,
             hidden=hidden,
@@ -58,13 +68,15 @@ class MLP(Problem):
             hetero=hetero,
             n_test=n_test,
         )
+        if layers != 1:
+            params["layers"] = layers
         super().__init__(
             rank=rank,
             size=size,
             seed=seed,
             n=n,
             hetero=hetero,
-            dim=hidden * (d + 1) + classes * (hidden + 1),
+            dim=sum(o * (i + 1) for i, o in zip(self.widths, self.widths[1:], strict=False)),
             params=params,
         )
 
@@ -106,48 +118,99 @@ class MLP(Problem):
         """Stack shards row-wise."""
         return Shard(np.concatenate([s.a for s in shards]), np.concatenate([s.y for s in shards]))
 
-    def unpack(self, x: Vector) -> tuple[Vector, Vector, Vector, Vector]:
-        """Views W1 (hidden×d), b1, W2 (classes×hidden), b2 of a parameter vector."""
-        h, d, c = self.hidden, self.d_in, self.classes
-        sizes = np.cumsum([h * d, h, c * h])
-        w1, b1, w2, b2 = np.split(x, sizes)
-        return w1.reshape(h, d), b1, w2.reshape(c, h), b2
+    @cached_property
+    def tensors(self) -> list[tuple[int, int, tuple[int, ...]]]:
+        """(start, stop, shape) of W_0, b_0, ..., W_L, b_L in the parameter vector."""
+        spans: list[tuple[int, int, tuple[int, ...]]] = []
+        at = 0
+        for fan_in, fan_out in zip(self.widths, self.widths[1:], strict=False):
+            for shape in ((fan_out, fan_in), (fan_out,)):
+                size = int(np.prod(shape))
+                spans.append((at, at + size, shape))
+                at += size
+        return spans
+
+    def unpack(self, x: Vector) -> list[tuple[Vector, Vector]]:
+        """Views (W_l, b_l) of a parameter vector, input layer first."""
+        views = [x[lo:hi].reshape(shape) for lo, hi, shape in self.tensors]
+        return list(zip(views[::2], views[1::2], strict=True))
 
     def init_point(self) -> Vector:
         """Weights ~ N(0, 1/fan_in), biases 0, from the seed."""
         rng = stream(self.seed, INIT)
-        w1 = rng.standard_normal(self.hidden * self.d_in) / np.sqrt(self.d_in)
-        w2 = rng.standard_normal(self.classes * self.hidden) / np.sqrt(self.hidden)
-        return np.concatenate([w1, np.zeros(self.hidden), w2, np.zeros(self.classes)])
+        x = np.zeros(self.dim)
+        for lo, hi, shape in self.tensors[::2]:
+            x[lo:hi] = rng.standard_normal(hi - lo) / np.sqrt(shape[1])
+        return x
 
-    def _forward(self, a: Vector, x: Vector) -> tuple[Vector, Vector, Vector]:
-        w1, b1, w2, b2 = self.unpack(x)
-        pre = a @ w1.T + b1
-        hid = np.tanh(pre) if self.act == "tanh" else np.maximum(pre, 0.0)
-        return pre, hid, hid @ w2.T + b2
+    def _activate(self, pre: Vector) -> Vector:
+        return np.tanh(pre) if self.act == "tanh" else np.maximum(pre, 0.0)
 
-    def objective(
-        self, data: Shard, x: Vector, weights: float | Vector, grad: bool
-    ) -> tuple[float, Vector | None]:
-        """Weighted cross-entropy + (lam/2)·‖x‖² and its gradient by backpropagation."""
-        pre, hid, z = self._forward(data.a, x)
+    def _forward(self, a: Vector, x: Vector) -> tuple[list[Vector], list[Vector], Vector]:
+        """Pre-activations and activations of the hidden layers, and the output scores."""
+        pres, outs, h = [], [a], a
+        *hidden, (w_out, b_out) = self.unpack(x)
+        for w, b in hidden:
+            pre = h @ w.T + b
+            h = self._activate(pre)
+            pres.append(pre)
+            outs.append(h)
+        return pres, outs, h @ w_out.T + b_out
+
+    def _loss(self, data: Shard, x: Vector, weights: float | Vector) -> tuple[float, Vector, list]:
+        """Weighted cross-entropy + (lam/2)·‖x‖², dL/dscores, and the forward state."""
+        pres, outs, z = self._forward(data.a, x)
         z -= z.max(axis=1, keepdims=True)
         lse = np.log(np.exp(z).sum(axis=1))
         rows = np.arange(len(data))
         w = np.broadcast_to(weights, (len(data),))
         value = float(w @ (lse - z[rows, data.y])) + 0.5 * self.lam * float(x @ x)
-        if not grad:
-            return value, None
         dz = np.exp(z - lse[:, None])
         dz[rows, data.y] -= 1.0
         dz *= w[:, None]
-        _, _, w2, _ = self.unpack(x)
-        dh = dz @ w2
-        dpre = dh * (1.0 - hid * hid) if self.act == "tanh" else dh * (pre > 0.0)
-        g = np.concatenate(
-            [(dpre.T @ data.a).ravel(), dpre.sum(0), (dz.T @ hid).ravel(), dz.sum(0)]
-        )
-        return value, g + self.lam * x
+        return value, dz, [pres, outs]
+
+    def _backward(self, x: Vector, dz: Vector, state: list) -> Iterator[tuple[int, int, Vector]]:
+        """(start, stop, gradient) of each tensor, b_L and W_L first, down to W_0."""
+        pres, outs = state
+        layers = self.unpack(x)
+        spans = self.tensors
+        delta = dz
+        for k in range(len(layers) - 1, -1, -1):
+            (w_lo, w_hi, _), (b_lo, b_hi, _) = spans[2 * k], spans[2 * k + 1]
+            yield b_lo, b_hi, delta.sum(0) + self.lam * x[b_lo:b_hi]
+            yield w_lo, w_hi, (delta.T @ outs[k]).ravel() + self.lam * x[w_lo:w_hi]
+            if k:
+                dh = delta @ layers[k][0]
+                h = outs[k]
+                delta = dh * (1.0 - h * h) if self.act == "tanh" else dh * (pres[k - 1] > 0.0)
+
+    def objective(
+        self, data: Shard, x: Vector, weights: float | Vector, grad: bool
+    ) -> tuple[float, Vector | None]:
+        """Weighted cross-entropy + (lam/2)·‖x‖² and its gradient by backpropagation."""
+        if not grad:
+            _, _, z = self._forward(data.a, x)
+            z -= z.max(axis=1, keepdims=True)
+            lse = np.log(np.exp(z).sum(axis=1))
+            w = np.broadcast_to(weights, (len(data),))
+            value = float(w @ (lse - z[np.arange(len(data)), data.y]))
+            return value + 0.5 * self.lam * float(x @ x), None
+        value, dz, state = self._loss(data, x, weights)
+        g = np.empty_like(x)
+        for lo, hi, part in self._backward(x, dz, state):
+            g[lo:hi] = part
+        return value, g
+
+    def backward(
+        self, x: Vector, batch: NDArray[np.intp] | None = None
+    ) -> Iterator[tuple[int, int, Vector]]:
+        """The local gradient tensor by tensor, as backpropagation produces it (last layer
+        first): (start, stop, values) with the same numbers as :meth:`grad_local`."""
+        data = self._data(batch)
+        x = np.asarray(x, dtype=np.float64)
+        _, dz, state = self._loss(data, x, 1.0 / len(data))
+        yield from self._backward(x, dz, state)
 
     def accuracy(self, x: Vector) -> float:
         """Fraction of the held-out test set classified correctly."""

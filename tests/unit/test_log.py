@@ -220,3 +220,25 @@ def test_a_merge_never_writes_over_its_input_and_keeps_partial(tmp_path: Path) -
     log = read_log(merged)
     assert log.partial and len(log.records()) == 3
     assert len(read_log(done).records()) == 2
+
+def test_a_growing_record_is_readable_at_every_update(tmp_path: Path) -> None:
+    """A run in progress keeps its record up to date (train): each update replaces the
+    record's fields and arrays, and the partial file reads back the latest state."""
+    writer = LogWriter(tmp_path / "g.h5")
+    writer.start_run(META)
+    fields, _ = record(8)
+    writer.append({**fields, "note": "x"}, {"iter": np.arange(2)}, growing=True)
+    for n in (5, 3, 9):
+        writer.update({**fields, "iters": n, "note": None}, {"iter": np.arange(n)})
+        (rec,) = read_log(partial_path(tmp_path / "g.h5")).runs[0].arrays
+        assert list(rec["iter"]) == list(range(n))
+    (fields_back,) = read_log(partial_path(tmp_path / "g.h5")).runs[0].records
+    assert fields_back["iters"] == 9 and "note" not in fields_back
+    read_log(writer.close())
+
+
+def test_update_needs_a_record(tmp_path: Path) -> None:
+    writer = LogWriter(tmp_path / "u.h5")
+    writer.start_run(META)
+    with pytest.raises(RuntimeError, match="growing=True"):
+        writer.update(record(8)[0])
