@@ -42,6 +42,7 @@ from hpcopt.specs import label, parse_size
 __all__ = [
     "KernelParser",
     "add_output_flags",
+    "add_run_flags",
     "common_parser",
     "guarded",
     "open_log",
@@ -112,14 +113,20 @@ def common_parser(kernel: str, description: str | None) -> KernelParser:
     add("--barrier", default="iter", choices=tuple(BARRIER_POLICIES),
         help="iter: MPI_Barrier before every timed iteration, not timed; none: one barrier, "
         "then iterations back to back (default %(default)s)")  # fmt: skip
-    add("--timeout", default=DEFAULT_TIMEOUT_S, type=_seconds, metavar="SECONDS",
-        help="abort the job when one size of one case makes no progress for this long, "
-        "naming the ranks that had not arrived; 0 never aborts (default %(default)g)")  # fmt: skip
-    add("--resume", metavar="PARTIAL", default=None,
-        help="continue the killed sweep logged in FILE.h5.partial: skip what it measured and "
-        "finish it into FILE.h5 (same ranks, MPI library, tag and flags)")  # fmt: skip
+    add_run_flags(parser, "one size of one case")
     add_output_flags(parser)
     return parser
+
+
+def add_run_flags(parser: argparse.ArgumentParser, step: str) -> None:
+    """--timeout (per ``step``) and --resume: how a long run ends or continues."""
+    add = parser.add_argument
+    add("--timeout", default=DEFAULT_TIMEOUT_S, type=_seconds, metavar="SECONDS",
+        help=f"abort the job when {step} makes no progress for this long, naming the ranks "
+        "that had not arrived; 0 never aborts (default %(default)g)")  # fmt: skip
+    add("--resume", metavar="PARTIAL", default=None,
+        help="continue the killed run logged in FILE.h5.partial: skip what it measured and "
+        "finish it into FILE.h5 (same ranks, MPI library, tag and flags)")  # fmt: skip
 
 
 def _seconds(text: str) -> float:

@@ -17,9 +17,11 @@ from typing import Any
 from mpi4py import MPI
 
 from hpcopt.bench.console import Table
+from hpcopt.bench.guard import Interrupted, SweepGuard
 from hpcopt.bench.program import (
     KernelParser,
     add_output_flags,
+    add_run_flags,
     guarded,
     open_log,
     validate_collectively,
@@ -81,6 +83,7 @@ def parser() -> KernelParser:
     add("--max-iters", type=int, default=1000, help="iteration budget (default 1000)")
     add("--eval-every", type=int, default=1, help="measure every N iterations (default 1)")
     add("--seed", type=int, default=0, help="data and algorithm seed (default 0)")
+    add_run_flags(ps, "training between two measurements")
     add_output_flags(ps)
     return ps  # fmt: skip
 
@@ -115,6 +118,9 @@ def _setup(comm: MPI.Comm, argv: Sequence[str] | None) -> tuple[Any, ...]:
     def validate() -> tuple[argparse.Namespace, Problem, Config, Selection[Optimizer]]:
         load_plugins()
         args = parser().parse_args(argv)
+        if args.resume:
+            raise UsageError("a training run cannot be resumed (the optimizer's state is not "
+                             "in the log): run it again")  # fmt: skip
         if args.device != "cpu":
             raise UsageError(f"train runs on the CPU only; --device {args.device} is unsupported")
         if not args.eps > 0 or args.max_iters < 1 or args.eval_every < 1:
@@ -177,11 +183,19 @@ def _body(comm: MPI.Comm, state: tuple[Any, ...]) -> int:
         writer.start_run(meta)
         saver = Checkpoints(writer, static)
     show = comm.rank == 0 and not args.quiet
-    fields, arrays = train(
-        opt, eps=args.eps, max_iters=args.max_iters, f_star=ref.f_star,
-        eval_every=args.eval_every, progress=print_progress if show else None,
-        checkpoint=saver,
-    )  # fmt: skip
+    guard = SweepGuard(comm, KERNEL, args.timeout)
+    if not opt.drives_itself:  # a synchronous run stops at a measurement, on every rank
+        guard.catch_signals()
+    try:
+        fields, arrays = train(
+            opt, eps=args.eps, max_iters=args.max_iters, f_star=ref.f_star,
+            eval_every=args.eval_every, progress=print_progress if show else None,
+            checkpoint=saver, guard=guard,
+        )  # fmt: skip
+    except Interrupted:
+        guard.close()
+        raise
+    guard.close()
     extra, extra_arrays = opt.summary()
     record = {**static, **fields, **extra}
     if hasattr(problem, "accuracy"):  # classifiers: held-out accuracy at x̄

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 from mpi4py import MPI
 
+from hpcopt.bench.guard import Interrupted, SweepGuard
 from hpcopt.optim.base import PHASES, Optimizer
 
 __all__ = [
@@ -174,17 +175,24 @@ class Trajectory:
         return fields, arrays
 
 
-def _synchronous(opt: Optimizer, track: Trajectory) -> None:
-    """Step, and measure every ``eval_every`` steps, until the trajectory says stop."""
+def _synchronous(opt: Optimizer, track: Trajectory, guard: SweepGuard | None) -> None:
+    """Step, and measure every ``eval_every`` steps, until the trajectory says stop. With a
+    ``guard``, each stretch between measurements is watched and a signal stops the run at
+    the next measurement on every rank."""
     wall, it = 0.0, 0
     stop = track.add(0, _measure(opt, track.f_star, 0.0))
     while not stop:
+        if guard is not None:
+            guard.arm(it + 1, f"train {opt.name} after iteration {it}")
         t0 = MPI.Wtime()
         opt.step(it)
         wall += MPI.Wtime() - t0
         it += 1
         if it % track.eval_every == 0 or it == track.max_iters:
             stop = track.add(it, _measure(opt, track.f_star, wall))
+            if guard is not None:
+                guard.disarm()
+                guard.stop_requested()
 
 
 def train(
@@ -196,10 +204,12 @@ def train(
     eval_every: int = 1,
     progress: Callable[[int, list[float]], None] | None = None,
     checkpoint: Callable[[dict[str, Any], dict[str, np.ndarray]], None] | None = None,
+    guard: SweepGuard | None = None,
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Run until f(x̄) − f* ≤ ε (the loss ≤ ε when f* is unknown), ``max_iters`` steps, or
     divergence. ``checkpoint`` receives the record so far every few seconds (and, on an
-    interrupt, with outcome ``interrupted``)."""
+    interrupt, with outcome ``interrupted``); ``guard`` watches synchronous runs for hangs
+    and stops them at a measurement when a signal arrives."""
     track = Trajectory(
         opt, eps=eps, max_iters=max_iters, f_star=f_star, eval_every=eval_every,
         progress=progress, checkpoint=checkpoint,
@@ -209,8 +219,8 @@ def train(
             if opt.drives_itself:
                 opt.drive(track)
             else:
-                _synchronous(opt, track)
-    except KeyboardInterrupt:
+                _synchronous(opt, track, guard)
+    except (KeyboardInterrupt, Interrupted):
         if checkpoint is not None and track.rows:
             checkpoint(*track.result("interrupted"))
         raise

@@ -175,3 +175,37 @@ def test_a_malformed_data_file_is_one_line_naming_the_line(tmp_path: Path) -> No
 def test_async_on_one_rank_is_refused(tmp_path: Path) -> None:
     proc = run_mpi(TRAIN, 1, "--problem", SMALL, "--algo", "async", "-o", str(tmp_path / "x.h5"))
     assert proc.returncode == 2 and "2 ranks or more, not 1" in proc.stderr
+
+
+def test_sigterm_stops_training_at_a_measurement_with_the_trajectory_saved(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from mpirun import mpiexec
+
+    from hpcopt.output import partial_path
+
+    out = tmp_path / "t.h5"
+    args = ["--problem", "logreg:d=2000,n=1024", "--eps", "1e-14", "--max-iters", "1000000",
+            "-q", "-o", str(out)]  # fmt: skip
+    cmd = [mpiexec(), "-n", "2", sys.executable, str(TRAIN), *args]
+    job = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           env=dict(os.environ, MPIEXEC_TIMEOUT="120"))  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not partial_path(out).exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(3)
+    found = subprocess.run(["pgrep", "-f", f"{TRAIN}.*{out}"], capture_output=True, text=True)
+    for pid in map(int, found.stdout.split()):
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            if not f.read().startswith(os.fsencode(mpiexec())):
+                os.kill(pid, signal.SIGTERM)
+    _, err = job.communicate(timeout=90)
+    assert job.returncode == 128 + signal.SIGTERM, err
+    assert err.strip().splitlines() == ["train: stopped by SIGTERM; the records so far are in "
+                                        "the .partial log"]  # fmt: skip
+    (rec,) = read_log(partial_path(out)).records()
+    assert rec["outcome"] == "interrupted" and rec["iters"] > 0

@@ -221,6 +221,7 @@ def test_a_merge_never_writes_over_its_input_and_keeps_partial(tmp_path: Path) -
     assert log.partial and len(log.records()) == 3
     assert len(read_log(done).records()) == 2
 
+
 def test_a_growing_record_is_readable_at_every_update(tmp_path: Path) -> None:
     """A run in progress keeps its record up to date (train): each update replaces the
     record's fields and arrays, and the partial file reads back the latest state."""
