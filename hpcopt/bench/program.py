@@ -20,6 +20,7 @@ from typing import Any, NoReturn, TypeVar
 
 from mpi4py import MPI
 
+from hpcopt import smoke
 from hpcopt.backend import Backend, get_backend
 from hpcopt.bench.console import Table
 from hpcopt.bench.guard import DEFAULT_TIMEOUT_S, Interrupted, SweepGuard
@@ -143,11 +144,12 @@ def sweep_config(args: argparse.Namespace) -> SweepConfig:
     """The harness configuration from the common flags."""
     if args.iters < 1 or args.warmup < 0:
         raise UsageError("-n must be >= 1 and -w >= 0")
-    sizes = size_sweep(parse_size(args.minbytes), parse_size(args.maxbytes), args.stepfactor)
+    high = smoke.shrink(parse_size(args.maxbytes), smoke.MAX_BYTES)
+    sizes = size_sweep(min(parse_size(args.minbytes), high), high, args.stepfactor)
     return SweepConfig(
         sizes=sizes,
-        warmup=args.warmup,
-        iters=args.iters,
+        warmup=smoke.shrink(args.warmup, smoke.MAX_WARMUP),
+        iters=smoke.shrink(args.iters, smoke.MAX_ITERS),
         scale_iters=not args.fixed_iters,
         barrier=args.barrier,
         check=bool(args.check),
@@ -248,6 +250,7 @@ def _run_logged(comm: MPI.Comm, kernel: str, sweep: Sweep, writer: LogWriter | N
     table = Table(kernel) if comm.rank == 0 else None
     if writer is not None and table is not None:
         notes = [f"barrier: {meta['barrier_policy']}", TIMES_NOTE, *sweep.notes]
+        notes += [smoke.NOTE] if smoke.active() else []
         if resumed is None:
             writer.start_run(meta)
         else:

@@ -16,6 +16,7 @@ from typing import Any
 
 from mpi4py import MPI
 
+from hpcopt import smoke
 from hpcopt.bench.console import Table
 from hpcopt.bench.guard import Interrupted, SweepGuard
 from hpcopt.bench.program import (
@@ -123,6 +124,7 @@ def _setup(comm: MPI.Comm, argv: Sequence[str] | None) -> tuple[Any, ...]:
                              "in the log): run it again")  # fmt: skip
         if args.device != "cpu":
             raise UsageError(f"train runs on the CPU only; --device {args.device} is unsupported")
+        args.max_iters = smoke.shrink(args.max_iters, smoke.MAX_TRAIN_ITERS)
         if not args.eps > 0 or args.max_iters < 1 or args.eval_every < 1:
             raise UsageError("--eps must be > 0, --max-iters and --eval-every >= 1")
         if args.lr is not None and not 0 < args.lr < math.inf:
@@ -219,6 +221,7 @@ def _print_summary(meta: dict[str, Any], record: dict[str, Any], path: Path) -> 
     notes = (
         f"problem: {record['problem']}; eps {record['eps']:g}",
         "bits per rank; bound bits: d(log2 d + log2 1/eps) (Tsitsiklis-Luo, constants 1)",
+        *([smoke.NOTE] if smoke.active() else []),
     )
     table.header(meta, "cpu (numpy)", notes)
     table.row(record)
