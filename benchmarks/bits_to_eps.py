@@ -13,11 +13,12 @@ import argparse
 import sys
 from pathlib import Path
 
+from hpcopt import smoke
 from hpcopt.launch import spawn_kernel
 from hpcopt.log import read_log
 
-ROOT = Path(__file__).resolve().parents[1]
-PROBLEM = "logreg:d=100000,n=4096"
+# HPCOPT_SMOKE=1 (documentation tests) trains a small problem instead.
+PROBLEM = "logreg:d=2000,n=512" if smoke.active() else "logreg:d=100000,n=4096"
 METHODS = {
     "sync+fp32": ["--algo", "sync"],
     "sync+fp16": ["--algo", "sync", "--encoder", "fp16"],
@@ -97,7 +98,7 @@ def main() -> None:
     parser.add_argument("--max-iters", type=int, default=1500)
     parser.add_argument("--eval-every", type=int, default=5)
     parser.add_argument("--only", default="", help="comma list of method labels")
-    parser.add_argument("--out", default=str(ROOT / "results" / "bits_to_eps"))
+    parser.add_argument("--out", default="results/bits_to_eps", help="folder for the logs")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -25,7 +25,7 @@ from hpcopt.launch import launch_env, spawn_kernel
 from hpcopt.log import read_log
 
 ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "results" / "when_to_communicate"
+OUT = Path("results") / "when_to_communicate"
 LAG_PROBLEM = "logreg:d=500,n=2048,lam=1e-3"
 ASYNC_PROBLEM = "logreg:d=1000,n=12000,nnz=1000,lam=1e-3"  # dense rows: ~20 ms per gradient
 MLP = "mlp:d=256,hidden=512,layers=4,classes=10,n=4096"
