@@ -76,7 +76,7 @@ class QSGDElias(Encoder):
         if norm > 0:
             r *= self.levels_for(flat.size) / norm
         lev = np.empty(flat.size, dtype=np.int64)
-        stochastic_floor(r, self.generator(np, step), np.empty_like(r), lev)
+        stochastic_floor(r, self.key(step), lev)
         return lev, norm
 
     def encode(self, x: Any, step: int = 0) -> Payload:

@@ -1,0 +1,574 @@
+/* Fused encoder kernels: one pass over the data where NumPy needs many.
+ *
+ * Every kernel is elementwise and exactly defined (IEEE single-precision operations in a
+ * fixed order, integer bit work, counter-based random bits), so it gives the same bits as
+ * the NumPy reference in hpcopt/encoders/reference.py, which tests check. Reductions whose
+ * result depends on the summation order (norms, scales) stay in NumPy and come in as
+ * arguments. Built optionally; without it hpcopt uses the NumPy reference.
+ * Compile with -ffp-contract=off: a fused multiply-add would round differently.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define HOT __attribute__((target_clones("avx2", "default")))
+#else
+#define HOT
+#endif
+
+/* ---- counter-based random bits (hpcopt/encoders/rng.py) ---- */
+
+static inline uint64_t mix64(uint64_t z)
+{
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+/* Stream number j of key: SplitMix64's output for counter j + 1. */
+static inline uint64_t stream_word(uint64_t key, uint64_t j)
+{
+    return mix64(key + (j + 1) * 0x9E3779B97F4A7C15ULL);
+}
+
+/* The 16-bit chunk g of the stream. */
+static inline uint32_t chunk16(uint64_t key, uint64_t g)
+{
+    return (uint32_t)(stream_word(key, g >> 2) >> (16 * (g & 3))) & 0xFFFFu;
+}
+
+/* ---- bit planes: 8 values per byte, element 0 in the most significant bit ---- */
+
+/* Byte -> 8 byte lanes, lane i holding bit (7 - i) of the byte. */
+static uint64_t SPREAD[256];
+
+static void init_spread(void)
+{
+    for (int b = 0; b < 256; b++) {
+        uint64_t v = 0;
+        for (int i = 0; i < 8; i++)
+            v |= (uint64_t)((b >> (7 - i)) & 1) << (8 * i);
+        SPREAD[b] = v;
+    }
+}
+
+/* Bit `bit` of each of the 8 byte lanes of `lanes`, gathered into one byte (lane 0 at
+ * the most significant bit): the multiply moves lane i's bit to bit 63 - i. */
+static inline uint8_t gather_bits(uint64_t lanes, int bit)
+{
+    uint64_t m = (lanes >> bit) & 0x0101010101010101ULL;
+    return (uint8_t)((m * 0x8040201008040201ULL) >> 56);
+}
+
+/* ---- sign planes ---- */
+
+HOT static void sign_pack(const float *x, Py_ssize_t n, uint8_t *bits)
+{
+    Py_ssize_t full = n / 8, i;
+    for (i = 0; i < full; i++) {
+        const float *v = x + 8 * i;
+        uint8_t b = 0;
+        for (int j = 0; j < 8; j++)
+            b |= (uint8_t)((v[j] < 0.0f) << (7 - j));
+        bits[i] = b;
+    }
+    if (n % 8) {
+        uint8_t b = 0;
+        for (Py_ssize_t j = 0; j < n % 8; j++)
+            b |= (uint8_t)((x[8 * full + j] < 0.0f) << (7 - j));
+        bits[full] = b;
+    }
+}
+
+/* out (+)= bit ? neg : pos, eight values per byte from a 256-entry table. */
+HOT static void two_values(const uint8_t *bits, float pos, float neg, float *out, Py_ssize_t n,
+                           int add)
+{
+    float table[256][8];
+    for (int b = 0; b < 256; b++)
+        for (int i = 0; i < 8; i++)
+            table[b][i] = (b >> (7 - i)) & 1 ? neg : pos;
+    Py_ssize_t full = n / 8;
+    for (Py_ssize_t i = 0; i < full; i++) {
+        const float *t = table[bits[i]];
+        float *o = out + 8 * i;
+        if (add)
+            for (int j = 0; j < 8; j++)
+                o[j] += t[j];
+        else
+            for (int j = 0; j < 8; j++)
+                o[j] = t[j];
+    }
+    for (Py_ssize_t j = 8 * full; j < n; j++) {
+        float v = (bits[j / 8] >> (7 - j % 8)) & 1 ? neg : pos;
+        out[j] = add ? out[j] + v : v;
+    }
+}
+
+/* ---- stochastic quantization to levels 0..levels (QSGD, TernGrad) ----
+ * lev = min(floor(|x| * scale[bucket] + u * 2^-16), levels), u the element's 16 random bits.
+ * Planes (stride bytes apart): 0 = sign (x < 0), 1 + b = bit b of lev. */
+
+HOT static void quantize(const float *x, Py_ssize_t n, const float *scales, Py_ssize_t bucket,
+                         uint32_t levels, uint64_t key, Py_ssize_t start, uint8_t *planes,
+                         Py_ssize_t stride)
+{
+    int mag_bits = 0;
+    while ((levels >> mag_bits) && mag_bits < 32)
+        mag_bits++;
+    Py_ssize_t qi = start / bucket, left = bucket - start % bucket;
+    float sc = scales[qi];
+    uint8_t *signs = planes + start / 8;
+    for (Py_ssize_t g = 0; g < n; g += 8) {
+        uint32_t lev[8] = {0};
+        uint8_t sbyte = 0;
+        int m = n - g < 8 ? (int)(n - g) : 8;
+        for (int i = 0; i < m; i++) {
+            uint64_t at = (uint64_t)(start + g + i);
+            float v = x[g + i];
+            float r = fabsf(v) * sc + (float)chunk16(key, at) * 0x1p-16f;
+            uint32_t l = (uint32_t)r;
+            lev[i] = l > levels ? levels : l;
+            sbyte |= (uint8_t)((v < 0.0f) << (7 - i));
+            if (--left == 0 && g + i + 1 < n) {
+                sc = scales[++qi];
+                left = bucket;
+            }
+        }
+        Py_ssize_t byte = g / 8;
+        signs[byte] = sbyte;
+        if (mag_bits <= 8) {
+            uint64_t lanes = 0;
+            for (int i = 0; i < 8; i++)
+                lanes |= (uint64_t)lev[i] << (8 * i);
+            for (int b = 0; b < mag_bits; b++)
+                planes[(1 + b) * stride + start / 8 + byte] = gather_bits(lanes, b);
+        } else {
+            for (int b = 0; b < mag_bits; b++) {
+                uint8_t pb = 0;
+                for (int i = 0; i < 8; i++)
+                    pb |= (uint8_t)(((lev[i] >> b) & 1) << (7 - i));
+                planes[(1 + b) * stride + start / 8 + byte] = pb;
+            }
+        }
+    }
+}
+
+/* out (+)= weight * (±(float(lev) * q)), q = norms[bucket] / divisor; levels, signs from planes. */
+HOT static void dequantize(const uint8_t *planes, Py_ssize_t stride, int mag_bits,
+                           const float *norms, float divisor, Py_ssize_t bucket, Py_ssize_t start,
+                           float *out, Py_ssize_t n, float weight, int add)
+{
+    Py_ssize_t qi = start / bucket, left = bucket - start % bucket;
+    float q = norms[qi] / divisor;
+    const uint8_t *signs = planes + start / 8;
+    for (Py_ssize_t g = 0; g < n; g += 8) {
+        Py_ssize_t byte = start / 8 + g / 8;
+        uint32_t lev[8];
+        if (mag_bits <= 8) {
+            uint64_t lanes = 0;
+            for (int b = 0; b < mag_bits; b++)
+                lanes |= SPREAD[planes[(1 + b) * stride + byte]] << b;
+            for (int i = 0; i < 8; i++)
+                lev[i] = (uint32_t)(lanes >> (8 * i)) & 0xFFu;
+        } else {
+            for (int i = 0; i < 8; i++) {
+                uint32_t l = 0;
+                for (int b = 0; b < mag_bits; b++)
+                    l |= (uint32_t)((planes[(1 + b) * stride + byte] >> (7 - i)) & 1) << b;
+                lev[i] = l;
+            }
+        }
+        uint8_t sbyte = signs[g / 8];
+        int m = n - g < 8 ? (int)(n - g) : 8;
+        for (int i = 0; i < m; i++) {
+            float v = weight * ((float)lev[i] * q);
+            v = (sbyte >> (7 - i)) & 1 ? -v : v;
+            out[g + i] = add ? out[g + i] + v : v;
+            if (--left == 0 && g + i + 1 < n) {
+                q = norms[++qi] / divisor;
+                left = bucket;
+            }
+        }
+    }
+}
+
+/* ---- natural compression: sign plane + exponent byte per element ---- */
+
+HOT static uint32_t natural_encode(const float *x, Py_ssize_t n, uint64_t key, Py_ssize_t start,
+                                   uint8_t *signs, uint8_t *exps)
+{
+    uint32_t top = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        uint32_t bits;
+        memcpy(&bits, x + i, 4);
+        uint32_t t = (bits & 0x7FFFFFFFu) + (chunk16(key, (uint64_t)(start + i)) << 7);
+        t >>= 23;
+        exps[start + i] = (uint8_t)t;
+        top = t > top ? t : top;
+    }
+    sign_pack(x, n, signs + start / 8);
+    return top;
+}
+
+HOT static void natural_decode(const uint8_t *signs, const uint8_t *exps, Py_ssize_t start,
+                               float *out, Py_ssize_t n, float weight, int add)
+{
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_ssize_t g = start + i;
+        uint32_t bits = ((uint32_t)((signs[g / 8] >> (7 - g % 8)) & 1) << 31) |
+                        ((uint32_t)exps[g] << 23);
+        float v;
+        memcpy(&v, &bits, 4);
+        v = weight * v;
+        out[i] = add ? out[i] + v : v;
+    }
+}
+
+/* ---- sparse payloads ---- */
+
+/* Indices with |x| >= thr (increasing; the first `cap` are written); total count returned,
+ * *finite set to 0 when x holds NaN or Inf. */
+HOT static Py_ssize_t select_above(const float *x, Py_ssize_t n, float thr, int64_t *idx,
+                                   Py_ssize_t cap, int *finite)
+{
+    Py_ssize_t count = 0;
+    int ok = 1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        float a = fabsf(x[i]);
+        ok &= a <= 3.4028234663852886e38f;
+        if (a >= thr) {
+            if (count < cap)
+                idx[count] = i;
+            count++;
+        }
+    }
+    *finite = ok;
+    return count;
+}
+
+/* From candidates (increasing), the k with the largest |x| given v, the k-th largest: every
+ * one above v, then the first ones equal to v. Written in increasing order. */
+static Py_ssize_t pick_top(const float *x, const int64_t *cand, Py_ssize_t count, float v,
+                           Py_ssize_t k, int64_t *out)
+{
+    Py_ssize_t above = 0, written = 0;
+    for (Py_ssize_t i = 0; i < count; i++)
+        above += fabsf(x[cand[i]]) > v;
+    Py_ssize_t ties = k - above;
+    for (Py_ssize_t i = 0; i < count && written < k; i++) {
+        float a = fabsf(x[cand[i]]);
+        if (a > v || (a == v && ties-- > 0))
+            out[written++] = cand[i];
+    }
+    return written;
+}
+
+static inline uint64_t index_at(const uint8_t *idx, int width, Py_ssize_t i)
+{
+    switch (width) {
+    case 1: return idx[i];
+    case 2: { uint16_t v; memcpy(&v, idx + 2 * i, 2); return v; }
+    case 4: { uint32_t v; memcpy(&v, idx + 4 * i, 4); return v; }
+    default: { uint64_t v; memcpy(&v, idx + 8 * i, 8); return v; }
+    }
+}
+
+/* out[idx[i]] += weight * values[i] (indices are gaps to add up when delta). Returns -1 when
+ * an index falls outside out. */
+static int scatter_add(const uint8_t *idx, int width, int delta, const float *values,
+                       Py_ssize_t k, float *out, Py_ssize_t n, float weight)
+{
+    uint64_t at = 0;
+    for (Py_ssize_t i = 0; i < k; i++) {
+        uint64_t j = index_at(idx, width, i);
+        at = delta ? at + j : j;
+        if (at >= (uint64_t)n)
+            return -1;
+        out[at] += weight * values[i];
+    }
+    return 0;
+}
+
+/* ---- Python bindings ---- */
+
+static int check_len(Py_buffer *b, Py_ssize_t need, const char *what)
+{
+    if (b->len < need) {
+        PyErr_Format(PyExc_ValueError, "%s: buffer of %zd bytes, need %zd", what, b->len, need);
+        return -1;
+    }
+    return 0;
+}
+
+#define RELEASE2(a, b) (PyBuffer_Release(a), PyBuffer_Release(b))
+
+static PyObject *py_u16(PyObject *self, PyObject *args)
+{
+    unsigned long long key;
+    Py_ssize_t start;
+    Py_buffer out;
+    if (!PyArg_ParseTuple(args, "Knw*", &key, &start, &out))
+        return NULL;
+    uint16_t *o = out.buf;
+    for (Py_ssize_t i = 0; i < out.len / 2; i++)
+        o[i] = (uint16_t)chunk16(key, (uint64_t)(start + i));
+    PyBuffer_Release(&out);
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_sign_pack(PyObject *self, PyObject *args)
+{
+    Py_buffer x, bits;
+    if (!PyArg_ParseTuple(args, "y*w*", &x, &bits))
+        return NULL;
+    Py_ssize_t n = x.len / 4;
+    if (check_len(&bits, (n + 7) / 8, "sign_pack") < 0)
+        return RELEASE2(&x, &bits), NULL;
+    Py_BEGIN_ALLOW_THREADS
+    sign_pack(x.buf, n, bits.buf);
+    Py_END_ALLOW_THREADS
+    RELEASE2(&x, &bits);
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_two_values(PyObject *self, PyObject *args)
+{
+    Py_buffer bits, out;
+    float pos, neg;
+    int add;
+    if (!PyArg_ParseTuple(args, "y*ffw*p", &bits, &pos, &neg, &out, &add))
+        return NULL;
+    Py_ssize_t n = out.len / 4;
+    if (check_len(&bits, (n + 7) / 8, "two_values") < 0)
+        return RELEASE2(&bits, &out), NULL;
+    Py_BEGIN_ALLOW_THREADS
+    two_values(bits.buf, pos, neg, out.buf, n, add);
+    Py_END_ALLOW_THREADS
+    RELEASE2(&bits, &out);
+    Py_RETURN_NONE;
+}
+
+static int check_range(Py_ssize_t start, Py_ssize_t n, Py_ssize_t bucket, Py_buffer *scales,
+                       Py_buffer *planes, Py_ssize_t stride, int nplanes)
+{
+    if (start % 8 || bucket < 1 || start < 0) {
+        PyErr_SetString(PyExc_ValueError, "start must be a multiple of 8, bucket >= 1");
+        return -1;
+    }
+    if (n == 0)
+        return 0;
+    if (check_len(scales, 4 * ((start + n - 1) / bucket + 1), "scales") < 0)
+        return -1;
+    if (stride < (start + n + 7) / 8) {
+        PyErr_SetString(PyExc_ValueError, "plane stride too small for the range");
+        return -1;
+    }
+    return check_len(planes, (Py_ssize_t)nplanes * stride, "planes");
+}
+
+static PyObject *py_quantize(PyObject *self, PyObject *args)
+{
+    Py_buffer x, scales, planes;
+    Py_ssize_t bucket, start, stride;
+    unsigned int levels;
+    unsigned long long key;
+    if (!PyArg_ParseTuple(args, "y*y*nIKnw*n", &x, &scales, &bucket, &levels, &key, &start,
+                          &planes, &stride))
+        return NULL;
+    Py_ssize_t n = x.len / 4;
+    int mag_bits = 0;
+    while ((levels >> mag_bits) && mag_bits < 32)
+        mag_bits++;
+    PyObject *result = NULL;
+    if (levels >= 1 && check_range(start, n, bucket, &scales, &planes, stride, 1 + mag_bits) == 0) {
+        if (n) {
+            Py_BEGIN_ALLOW_THREADS
+            quantize(x.buf, n, scales.buf, bucket, levels, key, start, planes.buf, stride);
+            Py_END_ALLOW_THREADS
+        }
+        result = Py_None;
+        Py_INCREF(result);
+    } else if (!PyErr_Occurred()) {
+        PyErr_SetString(PyExc_ValueError, "levels must be >= 1");
+    }
+    PyBuffer_Release(&x);
+    RELEASE2(&scales, &planes);
+    return result;
+}
+
+static PyObject *py_dequantize(PyObject *self, PyObject *args)
+{
+    Py_buffer planes, qs, out;
+    Py_ssize_t stride, bucket, start;
+    int mag_bits, add;
+    float divisor, weight;
+    if (!PyArg_ParseTuple(args, "y*niy*fnnw*fp", &planes, &stride, &mag_bits, &qs, &divisor,
+                          &bucket, &start, &out, &weight, &add))
+        return NULL;
+    Py_ssize_t n = out.len / 4;
+    PyObject *result = NULL;
+    if (mag_bits >= 1 && mag_bits <= 32 &&
+        check_range(start, n, bucket, &qs, &planes, stride, 1 + mag_bits) == 0) {
+        if (n) {
+            Py_BEGIN_ALLOW_THREADS
+            dequantize(planes.buf, stride, mag_bits, qs.buf, divisor, bucket, start, out.buf, n,
+                       weight, add);
+            Py_END_ALLOW_THREADS
+        }
+        result = Py_None;
+        Py_INCREF(result);
+    } else if (!PyErr_Occurred()) {
+        PyErr_SetString(PyExc_ValueError, "mag_bits must be in 1..32");
+    }
+    PyBuffer_Release(&planes);
+    RELEASE2(&qs, &out);
+    return result;
+}
+
+static PyObject *py_natural_encode(PyObject *self, PyObject *args)
+{
+    Py_buffer x, signs, exps;
+    unsigned long long key;
+    Py_ssize_t start;
+    uint32_t top = 0;
+    if (!PyArg_ParseTuple(args, "y*Knw*w*", &x, &key, &start, &signs, &exps))
+        return NULL;
+    Py_ssize_t n = x.len / 4;
+    PyObject *result = NULL;
+    if (start % 8 || start < 0)
+        PyErr_SetString(PyExc_ValueError, "start must be a multiple of 8");
+    else if (check_len(&signs, (start + n + 7) / 8, "signs") == 0 &&
+             check_len(&exps, start + n, "exponents") == 0) {
+        Py_BEGIN_ALLOW_THREADS
+        top = natural_encode(x.buf, n, key, start, signs.buf, exps.buf);
+        Py_END_ALLOW_THREADS
+        result = PyLong_FromUnsignedLong(top);
+    }
+    PyBuffer_Release(&x);
+    RELEASE2(&signs, &exps);
+    return result;
+}
+
+static PyObject *py_natural_decode(PyObject *self, PyObject *args)
+{
+    Py_buffer signs, exps, out;
+    Py_ssize_t start;
+    float weight;
+    int add;
+    if (!PyArg_ParseTuple(args, "y*y*nw*fp", &signs, &exps, &start, &out, &weight, &add))
+        return NULL;
+    Py_ssize_t n = out.len / 4;
+    PyObject *result = NULL;
+    if (start < 0)
+        PyErr_SetString(PyExc_ValueError, "start must be >= 0");
+    else if (check_len(&signs, (start + n + 7) / 8, "signs") == 0 &&
+             check_len(&exps, start + n, "exponents") == 0) {
+        Py_BEGIN_ALLOW_THREADS
+        natural_decode(signs.buf, exps.buf, start, out.buf, n, weight, add);
+        Py_END_ALLOW_THREADS
+        result = Py_None;
+        Py_INCREF(result);
+    }
+    PyBuffer_Release(&signs);
+    RELEASE2(&exps, &out);
+    return result;
+}
+
+static PyObject *py_select_above(PyObject *self, PyObject *args)
+{
+    Py_buffer x, idx;
+    float thr;
+    Py_ssize_t count;
+    int finite = 1;
+    if (!PyArg_ParseTuple(args, "y*fw*", &x, &thr, &idx))
+        return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    count = select_above(x.buf, x.len / 4, thr, idx.buf, idx.len / 8, &finite);
+    Py_END_ALLOW_THREADS
+    RELEASE2(&x, &idx);
+    return Py_BuildValue("(nO)", count, finite ? Py_True : Py_False);
+}
+
+static PyObject *py_pick_top(PyObject *self, PyObject *args)
+{
+    Py_buffer x, cand, out;
+    float v;
+    Py_ssize_t k, written = 0;
+    if (!PyArg_ParseTuple(args, "y*y*fnw*", &x, &cand, &v, &k, &out))
+        return NULL;
+    Py_ssize_t count = cand.len / 8, n = x.len / 4;
+    const int64_t *c = cand.buf;
+    int bad = out.len / 8 < k;
+    for (Py_ssize_t i = 0; i < count && !bad; i++)
+        bad = c[i] < 0 || c[i] >= n;
+    if (bad)
+        PyErr_SetString(PyExc_ValueError, "pick_top: candidate out of range or output too small");
+    else
+        written = pick_top(x.buf, c, count, v, k, out.buf);
+    PyBuffer_Release(&x);
+    RELEASE2(&cand, &out);
+    return bad ? NULL : PyLong_FromSsize_t(written);
+}
+
+static PyObject *py_scatter_add(PyObject *self, PyObject *args)
+{
+    Py_buffer idx, values, out;
+    int width, delta, failed = 0;
+    float weight;
+    if (!PyArg_ParseTuple(args, "y*ipy*w*f", &idx, &width, &delta, &values, &out, &weight))
+        return NULL;
+    Py_ssize_t k = values.len / 4;
+    PyObject *result = NULL;
+    if ((width != 1 && width != 2 && width != 4 && width != 8) || idx.len < k * width)
+        PyErr_SetString(PyExc_ValueError, "scatter_add: bad index width or too few indices");
+    else {
+        Py_BEGIN_ALLOW_THREADS
+        failed = scatter_add(idx.buf, width, delta, values.buf, k, out.buf, out.len / 4, weight);
+        Py_END_ALLOW_THREADS
+        if (failed)
+            PyErr_SetString(PyExc_ValueError, "scatter_add: index beyond the output");
+        else {
+            result = Py_None;
+            Py_INCREF(result);
+        }
+    }
+    PyBuffer_Release(&idx);
+    RELEASE2(&values, &out);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"u16", py_u16, METH_VARARGS, "u16(key, start, out uint16): 16-bit chunks of the stream."},
+    {"sign_pack", py_sign_pack, METH_VARARGS, "sign_pack(x f32, bits u8): packbits(x < 0)."},
+    {"two_values", py_two_values, METH_VARARGS,
+     "two_values(bits, pos, neg, out f32, add): out (+)= bit ? neg : pos."},
+    {"quantize", py_quantize, METH_VARARGS,
+     "quantize(x, scales, bucket, levels, key, start, planes, stride): levels + signs."},
+    {"dequantize", py_dequantize, METH_VARARGS,
+     "dequantize(planes, stride, mag_bits, norms, divisor, bucket, start, out, weight, add)."},
+    {"natural_encode", py_natural_encode, METH_VARARGS,
+     "natural_encode(x, key, start, signs, exps) -> largest exponent."},
+    {"natural_decode", py_natural_decode, METH_VARARGS,
+     "natural_decode(signs, exps, start, out, weight, add)."},
+    {"select_above", py_select_above, METH_VARARGS,
+     "select_above(x, thr, idx int64) -> (count, finite): indices with |x| >= thr."},
+    {"pick_top", py_pick_top, METH_VARARGS,
+     "pick_top(x, cand int64, v, k, out int64) -> written: the k largest given the k-th v."},
+    {"scatter_add", py_scatter_add, METH_VARARGS,
+     "scatter_add(idx, width, delta, values, out, weight): out[idx] += weight * values."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_codecs",
+                                    "Fused encoder kernels (see hpcopt/encoders/kernels.py).", -1,
+                                    methods};
+
+PyMODINIT_FUNC PyInit__codecs(void)
+{
+    init_spread();
+    return PyModule_Create(&module);
+}
