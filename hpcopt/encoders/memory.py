@@ -71,6 +71,10 @@ class ErrorFeedback(_Residual):
     def two_stage(self) -> bool:
         return False
 
+    @property
+    def dense(self) -> bool:
+        return self.encoder.dense
+
     def encode(self, x: Any, step: int = 0) -> Payload:
         """Encode x plus the carried residual, and keep what was lost."""
         flat = flat_f32(x)
@@ -82,6 +86,9 @@ class ErrorFeedback(_Residual):
 
     def decode(self, payload: Payload, out: Any = None) -> Any:
         return self.encoder.decode(payload, out)
+
+    def decode_add(self, payload: Payload, out: Any, *, weight: float = 1.0, start: int = 0) -> Any:
+        return self.encoder.decode_add(payload, out, weight=weight, start=start)
 
     def from_bytes(self, raw: Any, shape: tuple[int, ...], step: int = 0) -> Payload:
         return self.encoder.from_bytes(raw, shape, step)
