@@ -27,9 +27,7 @@ def encode_gather(
     return gathered
 
 
-def payloads(
-    codec: Codec, gathered: Gathered, shape: tuple[int, ...], step: int
-) -> list[Payload]:
+def payloads(codec: Codec, gathered: Gathered, shape: tuple[int, ...], step: int) -> list[Payload]:
     """Every rank's payload (views of the gathered bytes), in rank order."""
     return [codec.from_bytes(raw, shape, step) for raw in gathered.slots()]
 

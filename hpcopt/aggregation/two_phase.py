@@ -13,7 +13,7 @@ from mpi4py import MPI
 
 from hpcopt.aggregation.base import Clock, Result
 from hpcopt.aggregation.gather import encode_gather
-from hpcopt.aggregation.wire import Gathered, displacements, pack, padded
+from hpcopt.aggregation.wire import SPARE, Gathered, displacements, pack, padded
 from hpcopt.backend import Scratch, array_module, sync
 from hpcopt.encoders import Codec
 from hpcopt.encoders.base import decode_into, decode_sum
@@ -53,16 +53,14 @@ def _encode_chunks(
     return send, sizes
 
 
-def _exchange(
-    comm: MPI.Comm, send: Any, sizes: np.ndarray, scratch: Scratch
-) -> Gathered:
+def _exchange(comm: MPI.Comm, send: Any, sizes: np.ndarray, scratch: Scratch) -> Gathered:
     """Alltoallv of the chunk payloads: what each rank sent to this one."""
     p = comm.size
     rsizes = scratch.get("recv-sizes", p, np.int64)
     comm.Alltoall(sizes, rsizes)
     rdispl = displacements(rsizes, scratch.get("recv-displs", p, np.int64))
     sdispl = displacements(sizes, scratch.get("send-displs", p, np.int64))
-    recv = scratch.get("recv", int(rdispl[-1] + padded(int(rsizes[-1]))), np.uint8)
+    recv = scratch.get("recv", int(rdispl[-1] + padded(int(rsizes[-1]))), np.uint8, SPARE)
     sync(send)
     comm.Alltoallv([send, (sizes, sdispl), MPI.BYTE], [recv, (rsizes, rdispl), MPI.BYTE])
     return Gathered(recv, rdispl, rsizes)

@@ -14,6 +14,7 @@ from hpcopt.encoders.base import Payload
 __all__ = ["ALIGN", "Gathered", "as_bytes", "displacements", "gather_bytes", "pack", "padded"]
 
 ALIGN = 8  # slots start on 8-byte boundaries so that every buffer view stays aligned
+SPARE = 1.25  # room in byte buffers for payloads whose size depends on the data
 
 
 def padded(n: Any) -> Any:
@@ -50,7 +51,7 @@ def as_bytes(payload: Payload, scratch: Scratch, key: str = "own") -> Any:
     packed into a scratch array kept under ``key``."""
     if len(payload.buffers) == 1 and payload.buffers[0].flags.c_contiguous:
         return payload.buffers[0].reshape(-1).view(np.uint8)
-    return pack(payload, scratch.get(key, payload.nbytes, np.uint8))
+    return pack(payload, scratch.get(key, payload.nbytes, np.uint8, SPARE))
 
 
 class Gathered(NamedTuple):
@@ -77,7 +78,7 @@ def gather_bytes(comm: MPI.Comm, own: Any, scratch: Scratch) -> tuple[Gathered, 
     mine[0] = own.size
     comm.Allgather(mine, sizes)
     displs = displacements(sizes, scratch.get("displs", p, np.int64))
-    recv = scratch.get("gathered", int(displs[-1] + padded(int(sizes[-1]))), np.uint8)
+    recv = scratch.get("gathered", int(displs[-1] + padded(int(sizes[-1]))), np.uint8, SPARE)
     sync(own)
     comm.Allgatherv([own, MPI.BYTE], [recv, (sizes, displs), MPI.BYTE])
     return Gathered(recv, displs, sizes), (own.size + 8) * (p - 1)

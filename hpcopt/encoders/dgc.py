@@ -22,6 +22,7 @@ from hpcopt.encoders.sparse import (
     sparse_buffers,
     sparse_layout,
     split_buffers,
+    take,
     topk_indices,
 )
 from hpcopt.errors import UsageError
@@ -53,9 +54,10 @@ class DGC(Encoder):
         d = flat.size
         k = count_for(self.ratio, d)
         idx = self._select(flat, k, self.key(step)) if d else self.work(xp, "top", 0, np.int64)
-        values = self.work(xp, "values", idx.size, np.float32)
-        xp.take(flat, idx, out=values)
-        payload = sparse_buffers(values, narrow(self, idx, index_dtype(d)))
+        room = self._room(k)  # work arrays sized for any count, so none grows in a loop
+        values = self.work(xp, "values", max(room, idx.size), np.float32)[: idx.size]
+        take(flat, idx, values)
+        payload = sparse_buffers(values, narrow(self, idx, index_dtype(d), room))
         return Payload(payload, tuple(x.shape), step)
 
     def _select(self, flat: Any, k: int, key: int) -> Any:
@@ -63,7 +65,7 @@ class DGC(Encoder):
         xp = array_module(flat)
         m = sample_size(flat.size, self.sample)
         thr = sample_threshold(self, flat, key, self.sample, max(1, math.ceil(self.ratio * m)))
-        cand = self.work(xp, "cand", 4 * k + 64, np.int64)
+        cand = self.work(xp, "cand", self._room(k), np.int64)
         count, finite = kernels.select_above(flat, thr, cand)
         if not finite:
             raise ValueError(f"{self.name}: input contains NaN or Inf")
@@ -71,8 +73,13 @@ class DGC(Encoder):
             return cand[:count]
         out = self.work(xp, "top", k, np.int64)
         if count <= cand.size:
-            return exact_top(self, flat, cand[:count], k, out)
+            return exact_top(self, flat, cand[:count], k, out, cand.size)
         return topk_indices(self, flat, k, key)
+
+    @staticmethod
+    def _room(k: int) -> int:
+        """Candidates kept from one threshold pass (more than 2k are cut to k anyway)."""
+        return 4 * k + 64
 
     def decode(self, payload: Payload, out: Any = None) -> Any:
         res = self.out_array(array_module(payload.buffers[0]), payload, out)

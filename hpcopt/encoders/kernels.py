@@ -114,4 +114,3 @@ def scatter_add(idx: Any, delta: bool, values: Any, out: Any, weight: float = 1.
         _EXT.scatter_add(idx, idx.dtype.itemsize, delta, values, out, weight)
     else:
         impl.scatter_add(idx, delta, values, out, weight)
-

@@ -122,8 +122,8 @@ class TwoStageFeedback(ErrorFeedback):
     def reconstruct(self, q: Any, out: Any = None) -> Any:
         res = self.encoder.reconstruct(q, out)  # type: ignore[attr-defined]
         mine = Payload((self._p_summed.reshape(-1), self._q_local.reshape(-1)), self._shape)
-        local = self.encoder.decode(mine)
         xp = array_module(self._m)
+        local = self.encoder.decode(mine, out=self.encoder.work(xp, "ef-local", mine.size, "f4"))
         xp.subtract(self._m, local.reshape(-1), out=self.residual)
         return res
 

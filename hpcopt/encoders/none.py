@@ -39,7 +39,9 @@ class Identity(Encoder):
         xp = array_module(out)
         values = payload.buffers[0][start : start + out.size]
         if weight != 1.0:
-            values = xp.multiply(values, np.float32(weight), out=self.work(xp, "part", out.size, "f4"))
+            values = xp.multiply(
+                values, np.float32(weight), out=self.work(xp, "part", out.size, "f4")
+            )
         xp.add(out, values, out=out)
         return out
 

@@ -62,7 +62,11 @@ def _store(out: Any, vals: Any, add: bool) -> None:
 
 def _per_element(per_bucket: Any, bucket: int, start: int, n: int) -> Any:
     """Each element's entry of a per-bucket array, for elements start..start+n."""
-    return np.repeat(per_bucket, bucket)[start : start + n] if bucket > 1 else per_bucket[start : start + n]
+    return (
+        np.repeat(per_bucket, bucket)[start : start + n]
+        if bucket > 1
+        else per_bucket[start : start + n]
+    )
 
 
 def quantize(
@@ -150,7 +154,7 @@ def select_above(x: Any, thr: float, idx: Any) -> tuple[int, bool]:
 
 
 def pick_top(x: Any, cand: Any, v: float, k: int, out: Any) -> int:
-    """Of ``cand`` (increasing), every index with |x| > v, then the first with |x| == v, k in all."""
+    """Of increasing ``cand``, every index with |x| > v, then the first with |x| == v: k in all."""
     a = np.abs(x[cand])
     v32 = np.float32(v)
     keep = a > v32

@@ -22,6 +22,7 @@ __all__ = [
     "sparse_buffers",
     "sparse_layout",
     "split_buffers",
+    "take",
     "topk_indices",
 ]
 
@@ -46,6 +47,13 @@ def index_dtype(d: int) -> np.dtype:
     return np.dtype(np.uint64)
 
 
+def take(flat: Any, idx: Any, out: Any) -> Any:
+    """``out = flat[idx]`` without a temporary (NumPy buffers ``out`` when it checks bounds)."""
+    if array_module(flat) is np:
+        return np.take(flat, idx, out=out, mode="clip")
+    return array_module(flat).take(flat, idx, out=out)
+
+
 def sample_size(d: int, fraction: float) -> int:
     """Entries in a sample of at least ``fraction`` of d (and at least 1000)."""
     return min(d, max(1000, math.ceil(fraction * d)))
@@ -66,18 +74,19 @@ def sample_threshold(enc: Any, flat: Any, key: int, fraction: float, rank: int) 
         pos = random_u64(key, 0, enc.work(xp, "sample-pos", m, np.uint64),
                          enc.work(xp, "sample-tmp", m, np.uint64))  # fmt: skip
         xp.remainder(pos, np.uint64(d), out=pos)
-        xp.take(flat, pos, out=vals)
+        take(flat, pos.view(np.int64), vals)  # int64: no converted copy of the indices
         xp.abs(vals, out=vals)
     vals.partition(m - rank)
     return float(vals[m - rank])
 
 
-def exact_top(enc: Any, flat: Any, cand: Any, k: int, out: Any) -> Any:
+def exact_top(enc: Any, flat: Any, cand: Any, k: int, out: Any, room: int = 0) -> Any:
     """The k entries of ``cand`` (increasing, a superset of the k largest) with the largest
-    |x|, ties to the lower index, in increasing order, written into ``out``."""
+    |x|, ties to the lower index, in increasing order, written into ``out``. ``room``: the
+    most candidates expected (the work array is sized for it once)."""
     xp = array_module(flat)
-    mags = enc.work(xp, "cand-abs", cand.size, np.float32)
-    xp.take(flat, cand, out=mags)
+    mags = enc.work(xp, "cand-abs", max(room, cand.size), np.float32)[: cand.size]
+    take(flat, cand, mags)
     xp.abs(mags, out=mags)
     mags.partition(cand.size - k)
     kernels.pick_top(flat, cand, float(mags[cand.size - k]), k, out)
@@ -108,13 +117,13 @@ def topk_indices(enc: Any, flat: Any, k: int, key: int, sample: float = 0.01) ->
     m = sample_size(d, sample)
     want = min(m, math.ceil(1.5 * k * m / d + 3 * math.sqrt(k * m / d) + 4))
     thr = sample_threshold(enc, flat, key, sample, want) if want < m and 4 * k < d else 0.0
-    cap = max(2 * k + 1024, 3 * k) if thr > 0 else d
+    cap = 2 * max(k, math.ceil(want * d / m)) + 1024 if thr > 0 else d  # twice the expected
     cand = enc.work(xp, "cand", cap, np.int64)
     count, finite = kernels.select_above(flat, thr, cand)
     if not finite:
         raise ValueError(f"{enc.name}: input contains NaN or Inf")
     if k <= count <= cap:
-        return exact_top(enc, flat, cand[:count], k, out)
+        return exact_top(enc, flat, cand[:count], k, out, cap)
     every = _all_top(flat, k)
     return exact_top(enc, flat, every, k, out)
 
@@ -126,10 +135,11 @@ def check_finite_flat(flat: Any, name: str) -> None:
         raise ValueError(f"{name}: input contains NaN or Inf")
 
 
-def narrow(enc: Any, idx: Any, dtype: Any) -> Any:
-    """``idx`` copied into a work array of ``dtype`` (the payload's index buffer)."""
+def narrow(enc: Any, idx: Any, dtype: Any, room: int = 0) -> Any:
+    """``idx`` copied into a work array of ``dtype`` (the payload's index buffer) with room
+    for ``room`` indices, so that a varying count does not reallocate it."""
     xp = array_module(idx)
-    out = enc.work(xp, f"idx-{np.dtype(dtype).str}", idx.size, dtype)
+    out = enc.work(xp, f"idx-{np.dtype(dtype).str}", max(room, idx.size), dtype)[: idx.size]
     xp.copyto(out, idx, casting="unsafe")
     return out
 

@@ -18,6 +18,7 @@ from hpcopt.encoders.sparse import (
     sparse_buffers,
     sparse_layout,
     split_buffers,
+    take,
     topk_indices,
 )
 
@@ -48,7 +49,7 @@ class TopK(Encoder):
         k = count_for(self.ratio, d)
         idx = topk_indices(self, flat, k, self.key(step))
         values = self.work(xp, "values", k, np.float32)
-        xp.take(flat, idx, out=values)
+        take(flat, idx, values)
         return Payload(sparse_buffers(values, self._indices(xp, idx, d)), tuple(x.shape), step)
 
     def _indices(self, xp: Any, idx: Any, d: int) -> Any:

@@ -121,7 +121,7 @@ def test_natural(impl: Any, n: int) -> None:
 
 @pytest.mark.parametrize("n", SIZES)
 def test_sparse(impl: Any, n: int) -> None:
-    name, mod, dev, host = impl
+    _name, mod, dev, host = impl
     x = data(n, 8)
     cap = max(1, n // 10)
     for thr in (0.0, 1.5, 2.0, 9.0):
