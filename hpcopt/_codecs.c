@@ -11,12 +11,22 @@
 #include <Python.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
 #define HOT __attribute__((target_clones("avx2", "default")))
 #else
 #define HOT
+#endif
+
+#if defined(__GNUC__) && defined(__x86_64__)
+#define HAVE_AVX2_PATH 1
+#include <immintrin.h>
+#define AVX2 __attribute__((target("avx2")))
+static int use_avx2;
+#else
+#define HAVE_AVX2_PATH 0
 #endif
 
 /* ---- counter-based random bits (hpcopt/encoders/rng.py) ---- */
@@ -108,6 +118,117 @@ HOT static void two_values(const uint8_t *bits, float pos, float neg, float *out
     }
 }
 
+#if HAVE_AVX2_PATH
+/* Bit order of a movemask (lane i at bit i) reversed into a plane byte (lane i at 7 - i). */
+static uint8_t REVERSE[256];
+
+static void init_reverse(void)
+{
+    for (int b = 0; b < 256; b++) {
+        int r = 0;
+        for (int i = 0; i < 8; i++)
+            r |= ((b >> i) & 1) << (7 - i);
+        REVERSE[b] = (uint8_t)r;
+    }
+}
+
+/* quantize_group for 8 elements, with the same operations in 8 lanes. */
+AVX2 static void quantize_group8(const float *v, const float *sc, float top, int mag_bits,
+                                 uint64_t key, uint64_t g, uint8_t *planes, Py_ssize_t stride)
+{
+    __m256 x = _mm256_loadu_ps(v);
+    __m256 a = _mm256_and_ps(x, _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF)));
+    __m128i words = _mm_set_epi64x((long long)stream_word(key, (g >> 2) + 1),
+                                   (long long)stream_word(key, g >> 2));
+    __m256 u = _mm256_cvtepi32_ps(_mm256_cvtepu16_epi32(words));
+    __m256 r = _mm256_add_ps(_mm256_mul_ps(a, _mm256_loadu_ps(sc)),
+                             _mm256_mul_ps(u, _mm256_set1_ps(0x1p-16f)));
+    __m256i lev = _mm256_cvttps_epi32(_mm256_min_ps(r, _mm256_set1_ps(top)));
+    Py_ssize_t byte = (Py_ssize_t)(g / 8);
+    __m256 neg = _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_LT_OQ);
+    planes[byte] = REVERSE[_mm256_movemask_ps(neg)];
+    for (int b = 0; b < mag_bits; b++) {
+        __m256i bit = _mm256_slli_epi32(lev, 31 - b);
+        planes[(1 + b) * stride + byte] = REVERSE[_mm256_movemask_ps(_mm256_castsi256_ps(bit))];
+    }
+}
+
+/* dequantize for 8 elements from plane byte `byte`: v = ±(weight * (lev * q)). */
+AVX2 static void dequantize_group8(const uint8_t *planes, Py_ssize_t stride, int mag_bits,
+                                   Py_ssize_t byte, const float *q, float weight, float *o,
+                                   int add)
+{
+    const __m256i lanebit = _mm256_setr_epi32(128, 64, 32, 16, 8, 4, 2, 1);
+    __m256i lev = _mm256_setzero_si256();
+    for (int b = 0; b < mag_bits; b++) {
+        __m256i pb = _mm256_and_si256(_mm256_set1_epi32(planes[(1 + b) * stride + byte]), lanebit);
+        __m256i set = _mm256_cmpeq_epi32(pb, lanebit);
+        lev = _mm256_or_si256(lev, _mm256_and_si256(set, _mm256_set1_epi32(1 << b)));
+    }
+    __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(lev), _mm256_loadu_ps(q));
+    f = _mm256_mul_ps(_mm256_set1_ps(weight), f);
+    __m256i sb = _mm256_and_si256(_mm256_set1_epi32(planes[byte]), lanebit);
+    __m256i neg = _mm256_and_si256(_mm256_cmpeq_epi32(sb, lanebit), _mm256_set1_epi32((int)0x80000000u));
+    f = _mm256_xor_ps(f, _mm256_castsi256_ps(neg));
+    if (add)
+        f = _mm256_add_ps(_mm256_loadu_ps(o), f);
+    _mm256_storeu_ps(o, f);
+}
+#endif
+
+/* ---- stochastic quantization to levels 0..levels (QSGD, TernGrad) ----
+ * lev = floor(min(|x| * scale[bucket] + u * 2^-16, levels)), u the element's 16 random bits.
+ * Planes (stride bytes apart): 0 = sign (x < 0), 1 + b = bit b of lev. */
+
+/* The 8 random 16-bit chunks of elements g .. g+7 (g a multiple of 8). */
+static inline void chunks8(uint64_t key, uint64_t g, uint32_t u[8])
+{
+    uint64_t w0 = stream_word(key, g >> 2), w1 = stream_word(key, (g >> 2) + 1);
+    for (int i = 0; i < 4; i++) {
+        u[i] = (uint32_t)(w0 >> (16 * i)) & 0xFFFFu;
+        u[4 + i] = (uint32_t)(w1 >> (16 * i)) & 0xFFFFu;
+    }
+}
+
+/* Whether every group of 8 elements lies in one bucket (buckets of a multiple of 8
+ * elements, or a single bucket). */
+static inline int groups_in_buckets(Py_ssize_t bucket, Py_ssize_t start, Py_ssize_t n)
+{
+    return bucket % 8 == 0 || start + n <= bucket;
+}
+
+/* Levels, sign byte and plane bytes of one group of m <= 8 elements at global index g. */
+static inline void quantize_group(const float *v, int m, const float *sc, uint32_t levels,
+                                  int mag_bits, uint64_t key, uint64_t g, uint8_t *planes,
+                                  Py_ssize_t stride)
+{
+    uint32_t u[8], lev[8] = {0};
+    uint8_t sbyte = 0;
+    float top = (float)levels; /* exact: levels < 2^24 */
+    chunks8(key, g, u);
+    for (int i = 0; i < m; i++) {
+        float r = fabsf(v[i]) * sc[i] + (float)(int32_t)u[i] * 0x1p-16f;
+        lev[i] = (uint32_t)(int32_t)(r < top ? r : top); /* min(floor(r), levels), int-safe */
+        sbyte |= (uint8_t)((v[i] < 0.0f) << (7 - i));
+    }
+    Py_ssize_t byte = (Py_ssize_t)(g / 8);
+    planes[byte] = sbyte;
+    if (mag_bits <= 8) {
+        uint64_t lanes = 0;
+        for (int i = 0; i < 8; i++)
+            lanes |= (uint64_t)lev[i] << (8 * i);
+        for (int b = 0; b < mag_bits; b++)
+            planes[(1 + b) * stride + byte] = gather_bits(lanes, b);
+    } else {
+        for (int b = 0; b < mag_bits; b++) {
+            uint8_t pb = 0;
+            for (int i = 0; i < 8; i++)
+                pb |= (uint8_t)(((lev[i] >> b) & 1) << (7 - i));
+            planes[(1 + b) * stride + byte] = pb;
+        }
+    }
+}
+
 /* ---- stochastic quantization to levels 0..levels (QSGD, TernGrad) ----
  * lev = min(floor(|x| * scale[bucket] + u * 2^-16), levels), u the element's 16 random bits.
  * Planes (stride bytes apart): 0 = sign (x < 0), 1 + b = bit b of lev. */
@@ -119,40 +240,50 @@ HOT static void quantize(const float *x, Py_ssize_t n, const float *scales, Py_s
     int mag_bits = 0;
     while ((levels >> mag_bits) && mag_bits < 32)
         mag_bits++;
-    Py_ssize_t qi = start / bucket, left = bucket - start % bucket;
-    float sc = scales[qi];
-    uint8_t *signs = planes + start / 8;
+    int same = groups_in_buckets(bucket, start, n);
+    Py_ssize_t b = start / bucket, next = (b + 1) * bucket; /* the next bucket's first index */
     for (Py_ssize_t g = 0; g < n; g += 8) {
-        uint32_t lev[8] = {0};
-        uint8_t sbyte = 0;
         int m = n - g < 8 ? (int)(n - g) : 8;
-        for (int i = 0; i < m; i++) {
-            uint64_t at = (uint64_t)(start + g + i);
-            float v = x[g + i];
-            float r = fabsf(v) * sc + (float)chunk16(key, at) * 0x1p-16f;
-            uint32_t l = (uint32_t)r;
-            lev[i] = l > levels ? levels : l;
-            sbyte |= (uint8_t)((v < 0.0f) << (7 - i));
-            if (--left == 0 && g + i + 1 < n) {
-                sc = scales[++qi];
-                left = bucket;
+        float sc[8];
+        if (same) {
+            while (start + g >= next) {
+                b++;
+                next += bucket;
             }
-        }
-        Py_ssize_t byte = g / 8;
-        signs[byte] = sbyte;
-        if (mag_bits <= 8) {
-            uint64_t lanes = 0;
             for (int i = 0; i < 8; i++)
-                lanes |= (uint64_t)lev[i] << (8 * i);
-            for (int b = 0; b < mag_bits; b++)
-                planes[(1 + b) * stride + start / 8 + byte] = gather_bits(lanes, b);
+                sc[i] = scales[b];
         } else {
-            for (int b = 0; b < mag_bits; b++) {
-                uint8_t pb = 0;
-                for (int i = 0; i < 8; i++)
-                    pb |= (uint8_t)(((lev[i] >> b) & 1) << (7 - i));
-                planes[(1 + b) * stride + start / 8 + byte] = pb;
-            }
+            for (int i = 0; i < m; i++)
+                sc[i] = scales[(start + g + i) / bucket];
+        }
+#if HAVE_AVX2_PATH
+        if (use_avx2 && m == 8 && levels < (1u << 24)) {
+            quantize_group8(x + g, sc, (float)levels, mag_bits, key, (uint64_t)(start + g),
+                            planes, stride);
+            continue;
+        }
+#endif
+        quantize_group(x + g, m, sc, levels, mag_bits, key, (uint64_t)(start + g), planes,
+                       stride);
+    }
+}
+
+/* Levels of the group at plane byte `byte`. */
+static inline void group_levels(const uint8_t *planes, Py_ssize_t stride, int mag_bits,
+                                Py_ssize_t byte, uint32_t lev[8])
+{
+    if (mag_bits <= 8) {
+        uint64_t lanes = 0;
+        for (int b = 0; b < mag_bits; b++)
+            lanes |= SPREAD[planes[(1 + b) * stride + byte]] << b;
+        for (int i = 0; i < 8; i++)
+            lev[i] = (uint32_t)(lanes >> (8 * i)) & 0xFFu;
+    } else {
+        for (int i = 0; i < 8; i++) {
+            uint32_t l = 0;
+            for (int b = 0; b < mag_bits; b++)
+                l |= (uint32_t)((planes[(1 + b) * stride + byte] >> (7 - i)) & 1) << b;
+            lev[i] = l;
         }
     }
 }
@@ -162,37 +293,50 @@ HOT static void dequantize(const uint8_t *planes, Py_ssize_t stride, int mag_bit
                            const float *norms, float divisor, Py_ssize_t bucket, Py_ssize_t start,
                            float *out, Py_ssize_t n, float weight, int add)
 {
-    Py_ssize_t qi = start / bucket, left = bucket - start % bucket;
-    float q = norms[qi] / divisor;
-    const uint8_t *signs = planes + start / 8;
+    int same = groups_in_buckets(bucket, start, n);
+    Py_ssize_t b = start / bucket, next = (b + 1) * bucket;
+    float qb = norms[b] / divisor;
     for (Py_ssize_t g = 0; g < n; g += 8) {
-        Py_ssize_t byte = start / 8 + g / 8;
+        Py_ssize_t byte = (start + g) / 8;
         uint32_t lev[8];
-        if (mag_bits <= 8) {
-            uint64_t lanes = 0;
-            for (int b = 0; b < mag_bits; b++)
-                lanes |= SPREAD[planes[(1 + b) * stride + byte]] << b;
-            for (int i = 0; i < 8; i++)
-                lev[i] = (uint32_t)(lanes >> (8 * i)) & 0xFFu;
-        } else {
-            for (int i = 0; i < 8; i++) {
-                uint32_t l = 0;
-                for (int b = 0; b < mag_bits; b++)
-                    l |= (uint32_t)((planes[(1 + b) * stride + byte] >> (7 - i)) & 1) << b;
-                lev[i] = l;
-            }
-        }
-        uint8_t sbyte = signs[g / 8];
+        float q[8] = {0}, v[8];
         int m = n - g < 8 ? (int)(n - g) : 8;
-        for (int i = 0; i < m; i++) {
-            float v = weight * ((float)lev[i] * q);
-            v = (sbyte >> (7 - i)) & 1 ? -v : v;
-            out[g + i] = add ? out[g + i] + v : v;
-            if (--left == 0 && g + i + 1 < n) {
-                q = norms[++qi] / divisor;
-                left = bucket;
+        if (same) {
+            if (start + g >= next) {
+                while (start + g >= next) {
+                    b++;
+                    next += bucket;
+                }
+                qb = norms[b] / divisor;
             }
+            for (int i = 0; i < 8; i++)
+                q[i] = qb;
+        } else {
+            for (int i = 0; i < m; i++)
+                q[i] = norms[(start + g + i) / bucket] / divisor;
         }
+#if HAVE_AVX2_PATH
+        if (use_avx2 && m == 8 && mag_bits <= 24) {
+            dequantize_group8(planes, stride, mag_bits, byte, q, weight, out + g, add);
+            continue;
+        }
+#endif
+        group_levels(planes, stride, mag_bits, byte, lev);
+        uint64_t sgn = SPREAD[planes[byte]];
+        for (int i = 0; i < 8; i++) {
+            float a = weight * ((float)(int32_t)lev[i] * q[i]);
+            v[i] = (sgn >> (8 * i)) & 1 ? -a : a;
+        }
+        float *o = out + g;
+        if (m == 8 && add)
+            for (int i = 0; i < 8; i++)
+                o[i] += v[i];
+        else if (m == 8)
+            for (int i = 0; i < 8; i++)
+                o[i] = v[i];
+        else
+            for (int i = 0; i < m; i++)
+                o[i] = add ? o[i] + v[i] : v[i];
     }
 }
 
@@ -202,13 +346,16 @@ HOT static uint32_t natural_encode(const float *x, Py_ssize_t n, uint64_t key, P
                                    uint8_t *signs, uint8_t *exps)
 {
     uint32_t top = 0;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        uint32_t bits;
-        memcpy(&bits, x + i, 4);
-        uint32_t t = (bits & 0x7FFFFFFFu) + (chunk16(key, (uint64_t)(start + i)) << 7);
-        t >>= 23;
-        exps[start + i] = (uint8_t)t;
-        top = t > top ? t : top;
+    for (Py_ssize_t g = 0; g < n; g += 8) {
+        uint32_t u[8], bits[8], t[8];
+        int m = n - g < 8 ? (int)(n - g) : 8;
+        chunks8(key, (uint64_t)(start + g), u);
+        memcpy(bits, x + g, 4 * (size_t)m);
+        for (int i = 0; i < m; i++) {
+            t[i] = ((bits[i] & 0x7FFFFFFFu) + (u[i] << 7)) >> 23;
+            exps[start + g + i] = (uint8_t)t[i];
+            top = t[i] > top ? t[i] : top;
+        }
     }
     sign_pack(x, n, signs + start / 8);
     return top;
@@ -570,5 +717,10 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_codecs",
 PyMODINIT_FUNC PyInit__codecs(void)
 {
     init_spread();
+#if HAVE_AVX2_PATH
+    init_reverse();
+    __builtin_cpu_init();
+    use_avx2 = __builtin_cpu_supports("avx2") && getenv("HPCOPT_NO_AVX2") == NULL;
+#endif
     return PyModule_Create(&module);
 }

@@ -72,7 +72,7 @@ def _per_element(per_bucket: Any, bucket: int, start: int, n: int) -> Any:
 def quantize(
     x: Any, scales: Any, bucket: int, levels: int, key: int, start: int, planes: Any, stride: int
 ) -> None:
-    """lev = min(floor(|x|·scale + u·2⁻¹⁶), levels); planes: sign, then bits of lev."""
+    """lev = floor(min(|x|·scale + u·2⁻¹⁶, levels)); planes: sign, then bits of lev."""
     mag_bits = int(levels).bit_length()
     for lo in _blocks(x.size):
         hi = min(x.size, lo + BLOCK)
@@ -81,7 +81,7 @@ def quantize(
         sc = _per_element(scales[first:last], bucket, g - first * bucket, hi - lo)
         r = np.abs(x[lo:hi]) * sc
         r += random_u16(key, g, hi - lo) * np.float32(2.0**-16)
-        lev = np.minimum(r.astype(np.uint32), np.uint32(levels))
+        lev = np.minimum(r, np.float32(levels)).astype(np.uint32)
         at, stop = g // 8, (g + hi - lo + 7) // 8
         planes[at:stop] = np.packbits(x[lo:hi] < 0)
         for b in range(mag_bits):

@@ -155,3 +155,27 @@ def test_finite_flag(impl: Any) -> None:
         x = data(100)
         x[50] = bad
         assert mod.select_above(dev(x), 1.0, dev(np.zeros(100, np.int64)))[1] is False
+
+
+def test_scalar_path_without_avx2() -> None:
+    """HPCOPT_NO_AVX2=1 runs the compiled kernels' scalar code: the same bits again."""
+    if kernels._EXT is None:
+        pytest.skip("no compiled kernels")
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np; from hpcopt.encoders import kernels, reference as r\n"
+        "x = np.random.default_rng(1).standard_normal(70001).astype(np.float32)\n"
+        "sc = np.random.default_rng(2).uniform(1, 9, 137).astype(np.float32)\n"
+        "a, b = np.zeros(5 * 8751, np.uint8), np.zeros(5 * 8751, np.uint8)\n"
+        "r.quantize(x, sc, 512, 15, 3, 0, a, 8751)\n"
+        "kernels.quantize(x, sc, 512, 15, 3, 0, b, 8751)\n"
+        "o, p = np.ones(70001, np.float32), np.ones(70001, np.float32)\n"
+        "r.dequantize(a, 8751, 4, sc, 15.0, 512, 0, o, 0.5, True)\n"
+        "kernels.dequantize(a, 8751, 4, sc, 15.0, 512, 0, p, 0.5, True)\n"
+        "assert np.array_equal(a, b) and np.array_equal(o, p)\n"
+    )
+    env = {**__import__("os").environ, "HPCOPT_NO_AVX2": "1"}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
