@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import sys
@@ -19,6 +20,9 @@ __all__ = ["default_ranks", "run_suite", "summary"]
 
 MAX_SUITE_RANKS = 4
 KERNEL_TIMEOUT_S = 300
+# Compressed allreduce of the largest size: the uncompressed baseline (through the ring),
+# fp16, and the two usual biased encoders with error feedback.
+COMPRESSED = (("none", "fp16"), ("sign", "topk:ratio=0.01"))
 
 
 def default_ranks() -> int:
@@ -32,6 +36,10 @@ def _plan(ranks: int, maxbytes: str) -> list[tuple[str, int, list[str]]]:
         ("p2p", 2, ["-b", "8", "-e", maxbytes]),
     ]
     plan.append(("compress", 1, ["-b", "1M", "-e", "1M", "-n", "5", "-w", "1"]))
+    one_size = ["--algo", "ring", "-b", maxbytes, "-e", maxbytes, "-n", "5", "-w", "1"]
+    for ef, specs in zip((False, True), COMPRESSED, strict=True):
+        flags = [f"--encoder={s}" for s in specs] + (["--ef"] if ef else [])
+        plan.append(("allreduce", ranks, [*one_size, *flags]))
     return plan
 
 
@@ -50,8 +58,8 @@ def run_suite(*, ranks: int, output: Path, tag: str, overwrite: bool, maxbytes: 
     workdir.mkdir(parents=True)
     logs: list[Path] = []
     try:
-        for name, n, args in _plan(ranks, maxbytes):
-            log = workdir / f"{name}.h5"
+        for i, (name, n, args) in enumerate(_plan(ranks, maxbytes)):
+            log = workdir / f"{i}-{name}.h5"
             tagged = [*args, "--tag", tag] if tag else args
             try:
                 _run_one(name, n, tagged, log)
@@ -72,9 +80,10 @@ def _pick(records: list[dict[str, Any]], **match: Any) -> dict[str, Any] | None:
 
 def summary(path: Path) -> str:
     """A short table: each algorithm's small-message latency and large-message busbw."""
-    records = read_log(path).records()
+    log = read_log(path)
+    records = log.records()
     lines = []
-    coll = [r for r in records if r["kernel"] == "allreduce"]
+    coll = [r for r in records if r["kernel"] == "allreduce" and "method" not in r]
     if coll:
         small, large = min(r["size_bytes"] for r in coll), max(r["size_bytes"] for r in coll)
         head = f"{'allreduce (' + str(coll[0]['ranks']) + ' ranks)':<22}"
@@ -106,7 +115,34 @@ def summary(path: Path) -> str:
             f"compress {rec['encoder']:<24} ratio {rec.get('compression_ratio', 0):7.1f}  "
             f"encode {rec.get('encode_GBps', 0):6.2f} GB/s"
         )
-    return "\n".join(lines)
+    squeezed = [r for r in records if r["kernel"] == "allreduce" and "method" in r]
+    return "\n".join(lines + compression_verdicts(log, squeezed))
+
+
+def compression_verdicts(log: Any, squeezed: list[dict[str, Any]]) -> list[str]:
+    """One line per encoder: its time against the uncompressed ring on the link just
+    measured, and the link bandwidth below which it would pay (see analysis/predict.py)."""
+    from hpcopt.analysis.fits import fit_log
+    from hpcopt.analysis.predict import link_break_even
+
+    ring = next((r for r in squeezed if r["encoder"] == "none"), None)
+    links = sorted(fit_log(log).links, key=lambda f: not f.name.endswith("pingpong"))
+    if ring is None or not links or not links[0].beta_s:
+        return []
+    alpha, beta = links[0].alpha_s, links[0].beta_s
+    head = f"on this link (alpha {alpha * 1e6:.2f} us, beta {1 / (beta * 1e9):.2f} GB/s measured)"
+    lines = [f"# compressed allreduce, {format_size(ring['size_bytes'])} per rank, "
+             f"{ring['ranks']} ranks, against the ring"]  # fmt: skip
+    for rec in squeezed:
+        if rec is ring:
+            continue
+        times = rec["t_avg_s"] / ring["t_avg_s"]
+        bound = link_break_even(rec["t_avg_s"], rec["wire_bytes"], ring["t_avg_s"],
+                                ring["wire_bytes"], beta)  # fmt: skip
+        where = "on any link (below inf GB/s)" if math.isinf(bound) else f"below {bound:.3g} GB/s"
+        lines.append(f"{head} {rec['encoder']} is {times:.2f}x the uncompressed ring; "
+                     f"it pays {where}")  # fmt: skip
+    return lines
 
 
 def suite_main(args: Any) -> int:

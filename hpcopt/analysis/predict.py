@@ -2,19 +2,25 @@
 
 Break-even of an encoder (n input bytes per rank, m wire bytes, encode and decode
 times e and d, p ranks, uncompressed reference: the ring allreduce
-``R(n) = 2(p−1)α + 2(p−1)/p·n·β + (p−1)/p·n·γ``):
+``R(n) = 2(p−1)α + 2(p−1)/p·n·β + (p−1)/p·n·γ``, γ per byte of float32 sums):
 
 * summable payloads (fp16, bf16, random-k with a shared seed, ...) are allreduced
-  with the same ring in k rounds (k = 2 for PowerSGD's P and Q; together m bytes):
-  ``e + R(m) + (k−1)·2(p−1)α + d``. Equal when
-  ``β* = (e + d + (k−1)·2(p−1)α − (p−1)/p·(n−m)·γ) / (2(p−1)/p·(n−m))``.
+  with the same ring in k rounds (k = 2 for PowerSGD's P and Q; together m bytes).
+  The sums run over m/s elements of the payload's sum type (s bytes each), each costing
+  what a float32 sum costs (4γ): fp16 and bf16 sum as many elements as float32 and save
+  nothing there; random-k and PowerSGD sum fewer. With n' = 4m/s:
+  ``e + d + (k−1)·2(p−1)α + 2(p−1)/p·m·β + (p−1)/p·n'·γ = R(n)`` ⇒
+  ``β* = (e + d + (k−1)·2(p−1)α − (p−1)/p·(n−n')·γ) / (2(p−1)/p·(n−m))``.
 * other payloads are allgathered (ring allgather, each rank receives p−1 payloads),
-  then p payloads are decoded and summed: ``e + (p−1)α + (p−1)·m·β + p·d + (p−1)·n·γ``.
-  Equal when ``β* = (e + p·d + (p−1)²/p·n·γ − (p−1)α) / ((p−1)·(2n/p − m))``;
+  then the p payloads are decoded into one sum (the fused decode-and-sum adds while it
+  decodes, so d covers the sum): ``e + (p−1)α + (p−1)·m·β + p·d = R(n)`` ⇒
+  ``β* = (e + p·d − (p−1)/p·n·γ − (p−1)α) / ((p−1)·(2n/p − m))``;
   the denominator is positive only when n/m > p/2, so past p = 2·ratio ranks
   compression never pays.
 
-Compression is faster on links slower than ``1/β*`` (reported in GB/s).
+Compression is faster on links slower than ``1/β*`` (reported in GB/s). e and d come
+from the compress kernel at one size: below the last-level cache they run from cache
+and the figure is higher than for large messages.
 """
 
 from __future__ import annotations
@@ -25,7 +31,14 @@ from typing import Any
 
 from hpcopt.analysis.model import GB, forms, lower_bound, predict
 
-__all__ = ["break_even", "break_even_table", "predict_table", "rounds_of", "schemes"]
+__all__ = [
+    "break_even",
+    "break_even_table",
+    "link_break_even",
+    "predict_table",
+    "rounds_of",
+    "schemes",
+]
 
 
 def schemes() -> list[str]:
@@ -50,34 +63,49 @@ def predict_table(
 
 def rounds_of(rec: dict[str, Any]) -> int:
     """Allreduce rounds an encoder's payload needs; 0 when it must be allgathered."""
-    from hpcopt.encoders import get_encoder
-    from hpcopt.errors import UsageError
-
+    encoder = _encoder_of(rec)
     if isinstance(rec.get("summable"), bool) and not rec.get("two_stage"):
         return int(rec["summable"])
-    try:
-        encoder = get_encoder(str(rec.get("encoder", "")))
-    except (UsageError, TypeError, ValueError):
+    if encoder is None:
         return 0
     return 2 if getattr(encoder, "two_stage", False) else int(bool(encoder.summable))
 
 
+def sum_itemsize(rec: dict[str, Any]) -> int:
+    """Bytes per element that a summable payload is summed in (4 unless half precision)."""
+    encoder = _encoder_of(rec)
+    return 2 if encoder is not None and encoder.sum_dtype in ("float16", "bfloat16") else 4
+
+
+def _encoder_of(rec: dict[str, Any]) -> Any:
+    from hpcopt.encoders import get_encoder
+    from hpcopt.errors import UsageError
+
+    spec = str(rec.get("encoder", "")).removesuffix("+ef")
+    try:
+        return get_encoder(spec)
+    except (UsageError, TypeError, ValueError):
+        return None
+
+
 def break_even(
     p: int, n: float, m: float, enc_s: float, dec_s: float, alpha: float, gamma: float,
-    rounds: int,
+    rounds: int, sum_bytes: int = 4,
 ) -> float:  # fmt: skip
     """β* in s/byte: compression wins on links with β above it (0: always, inf: never).
 
     ``rounds``: allreduces of the payload (0: allgather, then decode and sum p payloads).
+    ``sum_bytes``: bytes per element of a summable payload's sums.
     """
     if p < 2:
         return math.inf
     share = (p - 1) / p
     if rounds:
-        num = enc_s + dec_s + (rounds - 1) * 2 * (p - 1) * alpha - share * (n - m) * gamma
+        summed = 4 * m / sum_bytes  # float32 bytes of as many elements
+        num = enc_s + dec_s + (rounds - 1) * 2 * (p - 1) * alpha - share * (n - summed) * gamma
         den = 2 * share * (n - m)
     else:
-        num = enc_s + p * dec_s + (p - 1) * share * n * gamma - (p - 1) * alpha
+        num = enc_s + p * dec_s - share * n * gamma - (p - 1) * alpha
         den = (p - 1) * (2 * n / p - m)
     if den <= 0:
         return math.inf
@@ -96,7 +124,8 @@ def break_even_table(
             continue
         n, m, enc, dec = nums
         rounds = rounds_of(rec)
-        beta_star = break_even(p, n, m, n / (enc * GB), n / (dec * GB), alpha, gamma, rounds)
+        e, d = n / (enc * GB), n / (dec * GB)
+        beta_star = break_even(p, n, m, e, d, alpha, gamma, rounds, sum_itemsize(rec))
         if beta_star == 0:
             pays_below = math.inf
         elif math.isinf(beta_star):
@@ -114,3 +143,14 @@ def break_even_table(
             }
         )
     return rows
+
+
+def link_break_even(t_s: float, wire: float, ref_s: float, ref_wire: float, beta: float) -> float:
+    """GB/s below which a compressed allreduce beats the reference, from both measured on a
+    link of known β (s/byte): each time is T0 + wire·β, T0 what does not scale with the
+    link (latency, encode, decode, sums), wire the bytes a rank sends. inf: faster on
+    every link; 0: never (it sends at least as much)."""
+    if ref_wire <= wire:
+        return 0.0
+    beta_star = ((t_s - wire * beta) - (ref_s - ref_wire * beta)) / (ref_wire - wire)
+    return math.inf if beta_star <= 0 else 1 / (beta_star * GB)

@@ -105,8 +105,21 @@ def test_break_even_equalizes_compressed_and_plain_time(rounds: int) -> None:
     if rounds:
         packed = enc + predict("ring", p, m, A, beta, G) + (rounds - 1) * 2 * (p - 1) * A + dec
     else:
-        packed = enc + (p - 1) * A + (p - 1) * m * beta + p * dec + (p - 1) * n * G
+        packed = enc + (p - 1) * A + (p - 1) * m * beta + p * dec  # decode covers the sum
     assert packed == pytest.approx(plain, rel=1e-9)
+
+
+def test_half_precision_sums_save_no_reduction_time() -> None:
+    """fp16 sums as many elements as float32: its break-even is finite at any p and
+    changes with p only through the ring's 2(p-1)/p (at most a factor of 2)."""
+    n, e, d = 1 << 24, 2e-3, 2e-3
+    betas = [break_even(p, n, n / 2, e, d, A, G, 1, sum_bytes=2) for p in (2, 8, 1024)]
+    assert all(0 < b < math.inf for b in betas)
+    assert betas[0] == pytest.approx((e + d) / (n / 2))
+    assert max(betas) / min(betas) <= 2.0 + 1e-9
+    ring = predict("ring", 1024, n, A, betas[2], G)
+    packed = e + predict("ring", 1024, n / 2, A, betas[2], 0.0) + 1023 / 1024 * n * G + d
+    assert packed == pytest.approx(ring, rel=1e-9)
 
 
 def test_allgather_never_pays_beyond_twice_the_ratio() -> None:
