@@ -67,7 +67,10 @@ class QSGD(Encoder):
         sq = self.work(xp, "sq", nb, np.float32)
         if full:
             rows = flat[lo : lo + full * self.bucket].reshape(full, self.bucket)
-            xp.einsum("ij,ij->i", rows, rows, out=sq[:full])
+            if xp is np:
+                np.einsum("ij,ij->i", rows, rows, out=sq[:full])
+            else:
+                sq[:full] = xp.einsum("ij,ij->i", rows, rows)
         if nb > full:
             tail = flat[lo + full * self.bucket : hi]
             sq[full] = xp.dot(tail, tail)
