@@ -139,7 +139,7 @@ def compression_verdicts(log: Any, squeezed: list[dict[str, Any]]) -> list[str]:
         times = rec["t_avg_s"] / ring["t_avg_s"]
         bound = link_break_even(rec["t_avg_s"], rec["wire_bytes"], ring["t_avg_s"],
                                 ring["wire_bytes"], beta)  # fmt: skip
-        where = "on any link (below inf GB/s)" if math.isinf(bound) else f"below {bound:.3g} GB/s"
+        where = f"below {bound:.3g} GB/s" + (" (any link)" if math.isinf(bound) else "")
         lines.append(f"{head} {rec['encoder']} is {times:.2f}x the uncompressed ring; "
                      f"it pays {where}")  # fmt: skip
     return lines
