@@ -440,6 +440,144 @@ static int scatter_add(const uint8_t *idx, int width, int delta, const float *va
     return 0;
 }
 
+/* ---- QSGD with Elias-gamma coding (hpcopt/encoders/elias.py has the stream layout) ---- */
+
+static inline void put_bit(uint8_t *buf, uint64_t pos) { buf[pos >> 3] |= (uint8_t)(0x80u >> (pos & 7)); }
+
+static inline int get_bit(const uint8_t *buf, uint64_t pos) { return (buf[pos >> 3] >> (7 - (pos & 7))) & 1; }
+
+/* The low w bits of v, most significant first, from bit pos. */
+static inline void put_bits(uint8_t *buf, uint64_t pos, uint64_t v, int w)
+{
+    for (int j = w - 1; j >= 0; j--, pos++)
+        if ((v >> j) & 1)
+            put_bit(buf, pos);
+}
+
+static inline uint64_t get_bits(const uint8_t *buf, uint64_t pos, int w)
+{
+    uint64_t v = 0;
+    for (int j = 0; j < w; j++)
+        v = (v << 1) | (uint64_t)get_bit(buf, pos + (uint64_t)j);
+    return v;
+}
+
+static inline int bitlen64(uint64_t v) { return 64 - __builtin_clzll(v); }
+
+/* floor(|x| * c + u * 2^-16) in double precision, u the element's 16 random bits (from
+ * *word, the stream word of elements i & ~3, refreshed at every fourth element). */
+static inline int64_t elias_level(float x, double c, uint64_t key, uint64_t i, uint64_t *word)
+{
+    if ((i & 3) == 0)
+        *word = stream_word(key, i >> 2);
+    uint32_t u = (uint32_t)(*word >> (16 * (i & 3))) & 0xFFFFu;
+    return (int64_t)((double)fabsf(x) * c + (double)u * 0x1p-16);
+}
+
+/* Encode into out (cap bytes, zeroed here); returns the byte count, or -(bytes needed). */
+static int64_t elias_encode(const float *x, Py_ssize_t n, double c, uint64_t key, uint8_t *out,
+                            int64_t cap)
+{
+    uint64_t nnz = 0, tg = 0, tl = 0, word = 0;
+    int64_t prev = -1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int64_t lev = elias_level(x[i], c, key, (uint64_t)i, &word);
+        if (lev) {
+            tg += (uint64_t)bitlen64((uint64_t)(i - prev)) - 1;
+            tl += (uint64_t)bitlen64((uint64_t)lev) - 1;
+            nnz++;
+            prev = i;
+        }
+    }
+    int head = 2 * bitlen64(nnz + 1) - 1;
+    uint64_t unary = tg + tl + 2 * nnz, total = (uint64_t)head + unary + nnz + tg + tl;
+    int64_t bytes = (int64_t)((total + 7) / 8);
+    if (bytes > cap)
+        return -bytes;
+    memset(out, 0, (size_t)bytes);
+    put_bits(out, 0, nnz + 1, head);
+    uint64_t ug = (uint64_t)head, ul = ug + tg + nnz, sg = ug + unary, gt = sg + nnz, lt = gt + tg;
+    prev = -1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int64_t lev = elias_level(x[i], c, key, (uint64_t)i, &word);
+        if (!lev)
+            continue;
+        uint64_t gap = (uint64_t)(i - prev);
+        int t = bitlen64(gap) - 1, s = bitlen64((uint64_t)lev) - 1;
+        ug += (uint64_t)t;
+        put_bit(out, ug++);
+        put_bits(out, gt, gap, t);
+        gt += (uint64_t)t;
+        ul += (uint64_t)s;
+        put_bit(out, ul++);
+        put_bits(out, lt, (uint64_t)lev, s);
+        lt += (uint64_t)s;
+        if (x[i] < 0.0f)
+            put_bit(out, sg);
+        sg++;
+        prev = i;
+    }
+    return bytes;
+}
+
+/* Zeros from bit *pos up to the next 1 (which is skipped); -1 past the end. */
+static inline int64_t unary_at(const uint8_t *buf, uint64_t nbits, uint64_t *pos)
+{
+    int64_t z = 0;
+    while (*pos < nbits && !get_bit(buf, *pos)) {
+        (*pos)++;
+        z++;
+    }
+    if (*pos >= nbits || z > 62)
+        return -1;
+    (*pos)++;
+    return z;
+}
+
+/* out (+)= weight * value of every coded element (out zeroed first unless add); -1 when
+ * the stream is malformed. */
+static int elias_decode(const uint8_t *buf, int64_t nbytes, Py_ssize_t n, double scale,
+                        float *out, float weight, int add)
+{
+    uint64_t nbits = (uint64_t)nbytes * 8, pos = 0;
+    if (!add)
+        memset(out, 0, (size_t)n * 4);
+    if (nbits == 0)
+        return 0;
+    int64_t z = unary_at(buf, nbits, &pos);
+    if (z < 0 || pos + (uint64_t)z > nbits)
+        return -1;
+    uint64_t nnz = ((1ULL << z) | get_bits(buf, pos, (int)z)) - 1;
+    pos += (uint64_t)z;
+    uint64_t ug = pos, p = pos, tg = 0, tl = 0;
+    for (uint64_t k = 0; k < 2 * nnz; k++) {
+        int64_t t = unary_at(buf, nbits, &p);
+        if (t < 0)
+            return -1;
+        *(k < nnz ? &tg : &tl) += (uint64_t)t;
+        if (k + 1 == nnz)
+            pos = p;
+    }
+    uint64_t ul = pos, sg = p, gt = sg + nnz, lt = gt + tg;
+    if (lt + tl > nbits)
+        return -1;
+    int64_t at = -1;
+    for (uint64_t k = 0; k < nnz; k++) {
+        int t = (int)unary_at(buf, nbits, &ug), s = (int)unary_at(buf, nbits, &ul);
+        uint64_t gap = (1ULL << t) | get_bits(buf, gt, t), lev = (1ULL << s) | get_bits(buf, lt, s);
+        gt += (uint64_t)t;
+        lt += (uint64_t)s;
+        at += (int64_t)gap;
+        if (at >= n)
+            return -1;
+        float v = (float)((double)lev * scale);
+        v = get_bit(buf, sg++) ? -v : v;
+        v = weight * v;
+        out[at] = add ? out[at] + v : v;
+    }
+    return 0;
+}
+
 /* ---- Python bindings ---- */
 
 static int check_len(Py_buffer *b, Py_ssize_t need, const char *what)
@@ -688,7 +826,45 @@ static PyObject *py_scatter_add(PyObject *self, PyObject *args)
     return result;
 }
 
+static PyObject *py_elias_encode(PyObject *self, PyObject *args)
+{
+    Py_buffer x, out;
+    double c;
+    unsigned long long key;
+    int64_t got;
+    if (!PyArg_ParseTuple(args, "y*dKw*", &x, &c, &key, &out))
+        return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    got = elias_encode(x.buf, x.len / 4, c, key, out.buf, (int64_t)out.len);
+    Py_END_ALLOW_THREADS
+    RELEASE2(&x, &out);
+    return PyLong_FromLongLong(got);
+}
+
+static PyObject *py_elias_decode(PyObject *self, PyObject *args)
+{
+    Py_buffer stream, out;
+    double scale;
+    float weight;
+    int add, failed;
+    if (!PyArg_ParseTuple(args, "y*dw*fp", &stream, &scale, &out, &weight, &add))
+        return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    failed = elias_decode(stream.buf, stream.len, out.len / 4, scale, out.buf, weight, add);
+    Py_END_ALLOW_THREADS
+    RELEASE2(&stream, &out);
+    if (failed) {
+        PyErr_SetString(PyExc_ValueError, "qsgd-elias: malformed payload");
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
+    {"elias_encode", py_elias_encode, METH_VARARGS,
+     "elias_encode(x, c, key, out) -> bytes written, or -(bytes needed)."},
+    {"elias_decode", py_elias_decode, METH_VARARGS,
+     "elias_decode(stream, scale, out, weight, add): out (+)= weight * decoded."},
     {"u16", py_u16, METH_VARARGS, "u16(key, start, out uint16): 16-bit chunks of the stream."},
     {"sign_pack", py_sign_pack, METH_VARARGS, "sign_pack(x f32, bits u8): packbits(x < 0)."},
     {"two_values", py_two_values, METH_VARARGS,

@@ -18,6 +18,8 @@ from hpcopt.encoders import reference
 __all__ = [
     "compiled",
     "dequantize",
+    "elias_decode",
+    "elias_encode",
     "natural_decode",
     "natural_encode",
     "pick_top",
@@ -105,6 +107,17 @@ def select_above(x: Any, thr: float, idx: Any) -> tuple[int, bool]:
 def pick_top(x: Any, cand: Any, v: float, k: int, out: Any) -> int:
     """Of increasing ``cand``, those with |x| > v, then the first with |x| == v: k in all."""
     return int(_pick(x, cand, out).pick_top(x, cand, v, k, out))
+
+
+def elias_encode(x: Any, c: float, key: int, out: Any) -> int:
+    """The compiled QSGD-Elias coder (hpcopt/encoders/elias.py): bytes written into uint8
+    ``out``, or minus the bytes it needs."""
+    return int(_EXT.elias_encode(x, c, key, out))  # type: ignore[union-attr]
+
+
+def elias_decode(stream: Any, scale: float, out: Any, weight: float, add: bool) -> None:
+    """``out (+)= weight·decoded`` with the compiled QSGD-Elias decoder."""
+    _EXT.elias_decode(stream, scale, out, weight, add)  # type: ignore[union-attr]
 
 
 def scatter_add(idx: Any, delta: bool, values: Any, out: Any, weight: float = 1.0) -> None:

@@ -42,7 +42,7 @@ class TernGrad(Encoder):
         with np.errstate(over="ignore"):
             for lo, hi in blocks(xp, d):
                 c = flat[lo:hi]
-                sq += float(xp.dot(c, c))
+                sq += float(xp.einsum("i,i->", c, c))  # not BLAS: no thread pool
                 total += float(c.sum())
                 top = max(top, float(c.max()), -float(c.min()))
         if not check_finite(sq + total, flat, self.name):

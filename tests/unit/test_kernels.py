@@ -179,3 +179,31 @@ def test_scalar_path_without_avx2() -> None:
     env = {**__import__("os").environ, "HPCOPT_NO_AVX2": "1"}
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 1000, 70_001])
+def test_elias_coder(n: int) -> None:
+    """The compiled QSGD-Elias coder writes and reads the reference's stream."""
+    if kernels._EXT is None:
+        pytest.skip("no compiled kernels")
+    from hpcopt.encoders.elias import decode_stream, encode_stream
+
+    x = data(n, 11)
+    c = 37.5 if n else 0.0
+    want = encode_stream(x, c, 21)
+    room = np.zeros(64 + 2 * n, np.uint8)
+    assert kernels.elias_encode(x, c, 21, room[:1]) == (-want.size if want.size > 1 else 1)
+    got = kernels.elias_encode(x, c, 21, room)
+    assert got == want.size and np.array_equal(room[:got], want)
+    for weight, add in ((1.0, False), (-0.5, True)):
+        ref = data(n, 12)
+        if add:
+            ref += np.float32(weight) * decode_stream(want, n, 0.01)
+        else:
+            ref = decode_stream(want, n, 0.01)
+        out = data(n, 12)
+        kernels.elias_decode(want, 0.01, out, weight, add)
+        assert np.array_equal(out, ref)
+    if n > 100:
+        with pytest.raises(ValueError, match="malformed"):
+            kernels.elias_decode(want[: want.size // 2], 0.01, data(n), 1.0, False)
