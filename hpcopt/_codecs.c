@@ -155,21 +155,28 @@ AVX2 static void quantize_group8(const float *v, const float *sc, float top, int
 
 /* dequantize for 8 elements from plane byte `byte`: v = ±(weight * (lev * q)). */
 AVX2 static void dequantize_group8(const uint8_t *planes, Py_ssize_t stride, int mag_bits,
-                                   Py_ssize_t byte, const float *q, float weight, float *o,
-                                   int add)
+                                   Py_ssize_t byte, __m256 q, float weight, float *o, int add)
 {
-    const __m256i lanebit = _mm256_setr_epi32(128, 64, 32, 16, 8, 4, 2, 1);
-    __m256i lev = _mm256_setzero_si256();
-    for (int b = 0; b < mag_bits; b++) {
-        __m256i pb = _mm256_and_si256(_mm256_set1_epi32(planes[(1 + b) * stride + byte]), lanebit);
-        __m256i set = _mm256_cmpeq_epi32(pb, lanebit);
-        lev = _mm256_or_si256(lev, _mm256_and_si256(set, _mm256_set1_epi32(1 << b)));
+    __m256i lev;
+    if (mag_bits <= 8) { /* 8 levels as byte lanes of one word, widened to 8 int32 lanes */
+        uint64_t lanes = 0;
+        for (int b = 0; b < mag_bits; b++)
+            lanes |= SPREAD[planes[(1 + b) * stride + byte]] << b;
+        lev = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)lanes));
+    } else {
+        const __m256i lanebit = _mm256_setr_epi32(128, 64, 32, 16, 8, 4, 2, 1);
+        lev = _mm256_setzero_si256();
+        for (int b = 0; b < mag_bits; b++) {
+            __m256i pb = _mm256_and_si256(_mm256_set1_epi32(planes[(1 + b) * stride + byte]),
+                                          lanebit);
+            __m256i set = _mm256_cmpeq_epi32(pb, lanebit);
+            lev = _mm256_or_si256(lev, _mm256_and_si256(set, _mm256_set1_epi32(1 << b)));
+        }
     }
-    __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(lev), _mm256_loadu_ps(q));
+    __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(lev), q);
     f = _mm256_mul_ps(_mm256_set1_ps(weight), f);
-    __m256i sb = _mm256_and_si256(_mm256_set1_epi32(planes[byte]), lanebit);
-    __m256i neg = _mm256_and_si256(_mm256_cmpeq_epi32(sb, lanebit), _mm256_set1_epi32((int)0x80000000u));
-    f = _mm256_xor_ps(f, _mm256_castsi256_ps(neg));
+    __m256i sign = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)SPREAD[planes[byte]]));
+    f = _mm256_xor_ps(f, _mm256_castsi256_ps(_mm256_slli_epi32(sign, 31)));
     if (add)
         f = _mm256_add_ps(_mm256_loadu_ps(o), f);
     _mm256_storeu_ps(o, f);
@@ -289,54 +296,56 @@ static inline void group_levels(const uint8_t *planes, Py_ssize_t stride, int ma
 }
 
 /* out (+)= weight * (±(float(lev) * q)), q = norms[bucket] / divisor; levels, signs from planes. */
+#if HAVE_AVX2_PATH
+/* dequantize when every group lies in one bucket, 8 lanes at a time (whole groups only). */
+AVX2 static Py_ssize_t dequantize8(const uint8_t *planes, Py_ssize_t stride, int mag_bits,
+                                   const float *norms, float divisor, Py_ssize_t bucket,
+                                   Py_ssize_t start, float *out, Py_ssize_t n, float weight,
+                                   int add)
+{
+    Py_ssize_t b = start / bucket, next = (b + 1) * bucket, g = 0;
+    __m256 q = _mm256_set1_ps(norms[b] / divisor);
+    for (; g + 8 <= n; g += 8) {
+        if (start + g >= next) {
+            while (start + g >= next) {
+                b++;
+                next += bucket;
+            }
+            q = _mm256_set1_ps(norms[b] / divisor);
+        }
+        dequantize_group8(planes, stride, mag_bits, (start + g) / 8, q, weight, out + g, add);
+    }
+    return g;
+}
+#endif
+
+/* out (+)= weight * (±(float(lev) * q)), q = norms[bucket] / divisor; levels, signs from planes. */
 HOT static void dequantize(const uint8_t *planes, Py_ssize_t stride, int mag_bits,
                            const float *norms, float divisor, Py_ssize_t bucket, Py_ssize_t start,
                            float *out, Py_ssize_t n, float weight, int add)
 {
     int same = groups_in_buckets(bucket, start, n);
-    Py_ssize_t b = start / bucket, next = (b + 1) * bucket;
-    float qb = norms[b] / divisor;
-    for (Py_ssize_t g = 0; g < n; g += 8) {
+    Py_ssize_t first = 0;
+#if HAVE_AVX2_PATH
+    if (use_avx2 && same && mag_bits <= 24)
+        first = dequantize8(planes, stride, mag_bits, norms, divisor, bucket, start, out, n,
+                            weight, add);
+#endif
+    for (Py_ssize_t g = first; g < n; g += 8) {
         Py_ssize_t byte = (start + g) / 8;
         uint32_t lev[8];
-        float q[8] = {0}, v[8];
+        float v[8];
         int m = n - g < 8 ? (int)(n - g) : 8;
-        if (same) {
-            if (start + g >= next) {
-                while (start + g >= next) {
-                    b++;
-                    next += bucket;
-                }
-                qb = norms[b] / divisor;
-            }
-            for (int i = 0; i < 8; i++)
-                q[i] = qb;
-        } else {
-            for (int i = 0; i < m; i++)
-                q[i] = norms[(start + g + i) / bucket] / divisor;
-        }
-#if HAVE_AVX2_PATH
-        if (use_avx2 && m == 8 && mag_bits <= 24) {
-            dequantize_group8(planes, stride, mag_bits, byte, q, weight, out + g, add);
-            continue;
-        }
-#endif
         group_levels(planes, stride, mag_bits, byte, lev);
         uint64_t sgn = SPREAD[planes[byte]];
-        for (int i = 0; i < 8; i++) {
-            float a = weight * ((float)(int32_t)lev[i] * q[i]);
+        for (int i = 0; i < m; i++) {
+            float q = norms[(start + g + i) / bucket] / divisor;
+            float a = weight * ((float)(int32_t)lev[i] * q);
             v[i] = (sgn >> (8 * i)) & 1 ? -a : a;
         }
         float *o = out + g;
-        if (m == 8 && add)
-            for (int i = 0; i < 8; i++)
-                o[i] += v[i];
-        else if (m == 8)
-            for (int i = 0; i < 8; i++)
-                o[i] = v[i];
-        else
-            for (int i = 0; i < m; i++)
-                o[i] = add ? o[i] + v[i] : v[i];
+        for (int i = 0; i < m; i++)
+            o[i] = add ? o[i] + v[i] : v[i];
     }
 }
 
@@ -379,12 +388,44 @@ HOT static void natural_decode(const uint8_t *signs, const uint8_t *exps, Py_ssi
 
 /* Indices with |x| >= thr (increasing; the first `cap` are written); total count returned,
  * *finite set to 0 when x holds NaN or Inf. */
+#if HAVE_AVX2_PATH
+/* select_above, 8 lanes at a time: a mask of the lanes at or above thr, then their indices. */
+AVX2 static Py_ssize_t select_above8(const float *x, Py_ssize_t n, float thr, int64_t *idx,
+                                     Py_ssize_t cap, int *finite, Py_ssize_t *done)
+{
+    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+    const __m256 t = _mm256_set1_ps(thr), big = _mm256_set1_ps(3.4028234663852886e38f);
+    __m256 ok = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
+    Py_ssize_t count = 0, i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 a = _mm256_and_ps(_mm256_loadu_ps(x + i), absmask);
+        ok = _mm256_and_ps(ok, _mm256_cmp_ps(a, big, _CMP_LE_OQ));
+        int m = _mm256_movemask_ps(_mm256_cmp_ps(a, t, _CMP_GE_OQ));
+        while (m) {
+            int j = __builtin_ctz((unsigned)m);
+            if (count < cap)
+                idx[count] = i + j;
+            count++;
+            m &= m - 1;
+        }
+    }
+    *finite = _mm256_movemask_ps(ok) == 0xFF;
+    *done = i;
+    return count;
+}
+#endif
+
 HOT static Py_ssize_t select_above(const float *x, Py_ssize_t n, float thr, int64_t *idx,
                                    Py_ssize_t cap, int *finite)
 {
-    Py_ssize_t count = 0;
+    Py_ssize_t count = 0, start = 0;
     int ok = 1;
-    for (Py_ssize_t i = 0; i < n; i++) {
+#if HAVE_AVX2_PATH
+    if (use_avx2) {
+        count = select_above8(x, n, thr, idx, cap, &ok, &start);
+    }
+#endif
+    for (Py_ssize_t i = start; i < n; i++) {
         float a = fabsf(x[i]);
         ok &= a <= 3.4028234663852886e38f;
         if (a >= thr) {
@@ -397,17 +438,17 @@ HOT static Py_ssize_t select_above(const float *x, Py_ssize_t n, float thr, int6
     return count;
 }
 
-/* From candidates (increasing), the k with the largest |x| given v, the k-th largest: every
- * one above v, then the first ones equal to v. Written in increasing order. */
-static Py_ssize_t pick_top(const float *x, const int64_t *cand, Py_ssize_t count, float v,
+/* From candidates (increasing) with magnitudes mags, the k largest given v, the k-th
+ * largest: every one above v, then the first ones equal to v. Written in increasing order. */
+static Py_ssize_t pick_top(const float *mags, const int64_t *cand, Py_ssize_t count, float v,
                            Py_ssize_t k, int64_t *out)
 {
     Py_ssize_t above = 0, written = 0;
     for (Py_ssize_t i = 0; i < count; i++)
-        above += fabsf(x[cand[i]]) > v;
+        above += mags[i] > v;
     Py_ssize_t ties = k - above;
     for (Py_ssize_t i = 0; i < count && written < k; i++) {
-        float a = fabsf(x[cand[i]]);
+        float a = mags[i];
         if (a > v || (a == v && ties-- > 0))
             out[written++] = cand[i];
     }
@@ -785,15 +826,12 @@ static PyObject *py_pick_top(PyObject *self, PyObject *args)
     Py_ssize_t k, written = 0;
     if (!PyArg_ParseTuple(args, "y*y*fnw*", &x, &cand, &v, &k, &out))
         return NULL;
-    Py_ssize_t count = cand.len / 8, n = x.len / 4;
-    const int64_t *c = cand.buf;
-    int bad = out.len / 8 < k;
-    for (Py_ssize_t i = 0; i < count && !bad; i++)
-        bad = c[i] < 0 || c[i] >= n;
+    Py_ssize_t count = cand.len / 8;
+    int bad = out.len / 8 < k || x.len / 4 < count;
     if (bad)
-        PyErr_SetString(PyExc_ValueError, "pick_top: candidate out of range or output too small");
+        PyErr_SetString(PyExc_ValueError, "pick_top: fewer magnitudes than candidates, or output too small");
     else
-        written = pick_top(x.buf, c, count, v, k, out.buf);
+        written = pick_top(x.buf, cand.buf, count, v, k, out.buf);
     PyBuffer_Release(&x);
     RELEASE2(&cand, &out);
     return bad ? NULL : PyLong_FromSsize_t(written);
@@ -880,7 +918,7 @@ static PyMethodDef methods[] = {
     {"select_above", py_select_above, METH_VARARGS,
      "select_above(x, thr, idx int64) -> (count, finite): indices with |x| >= thr."},
     {"pick_top", py_pick_top, METH_VARARGS,
-     "pick_top(x, cand int64, v, k, out int64) -> written: the k largest given the k-th v."},
+     "pick_top(mags, cand int64, v, k, out int64) -> written: the k largest given the k-th v."},
     {"scatter_add", py_scatter_add, METH_VARARGS,
      "scatter_add(idx, width, delta, values, out, weight): out[idx] += weight * values."},
     {NULL, NULL, 0, NULL},

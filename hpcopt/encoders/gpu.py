@@ -207,11 +207,12 @@ def select_above(x: Any, thr: float, idx: Any) -> tuple[int, bool]:
     return int(found.size), finite
 
 
-def pick_top(x: Any, cand: Any, v: float, k: int, out: Any) -> int:
-    """Of increasing ``cand``, those with |x| > v, then the first with |x| == v: k in all."""
+def pick_top(mags: Any, cand: Any, v: float, k: int, out: Any) -> int:
+    """Of increasing ``cand`` with magnitudes ``mags``, those above v, then the first equal
+    to v: k in all."""
     import cupy
 
-    a = cupy.abs(x[cand])
+    a = mags[: cand.size]
     v32 = np.float32(v)
     keep = a > v32
     ties = cupy.flatnonzero(a == v32)[: max(0, k - int(keep.sum()))]

@@ -104,9 +104,10 @@ def select_above(x: Any, thr: float, idx: Any) -> tuple[int, bool]:
     return int(count), bool(finite)
 
 
-def pick_top(x: Any, cand: Any, v: float, k: int, out: Any) -> int:
-    """Of increasing ``cand``, those with |x| > v, then the first with |x| == v: k in all."""
-    return int(_pick(x, cand, out).pick_top(x, cand, v, k, out))
+def pick_top(mags: Any, cand: Any, v: float, k: int, out: Any) -> int:
+    """Of increasing ``cand`` with magnitudes ``mags`` (|x| at each), every one above v,
+    then the first equal to v: k in all, into ``out`` in increasing order."""
+    return int(_pick(mags, cand, out).pick_top(mags, cand, v, k, out))
 
 
 def elias_encode(x: Any, c: float, key: int, out: Any) -> int:

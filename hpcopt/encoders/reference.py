@@ -153,9 +153,10 @@ def select_above(x: Any, thr: float, idx: Any) -> tuple[int, bool]:
     return count, finite
 
 
-def pick_top(x: Any, cand: Any, v: float, k: int, out: Any) -> int:
-    """Of increasing ``cand``, every index with |x| > v, then the first with |x| == v: k in all."""
-    a = np.abs(x[cand])
+def pick_top(mags: Any, cand: Any, v: float, k: int, out: Any) -> int:
+    """Of increasing ``cand`` with magnitudes ``mags``, every one above v, then the first
+    equal to v: k in all."""
+    a = mags[: cand.size]
     v32 = np.float32(v)
     keep = a > v32
     ties = np.flatnonzero(a == v32)[: max(0, k - int(keep.sum()))]

@@ -88,8 +88,10 @@ def exact_top(enc: Any, flat: Any, cand: Any, k: int, out: Any, room: int = 0) -
     mags = enc.work(xp, "cand-abs", max(room, cand.size), np.float32)[: cand.size]
     take(flat, cand, mags)
     xp.abs(mags, out=mags)
-    mags.partition(cand.size - k)
-    kernels.pick_top(flat, cand, float(mags[cand.size - k]), k, out)
+    ranked = enc.work(xp, "cand-rank", max(room, cand.size), np.float32)[: cand.size]
+    ranked[...] = mags
+    ranked.partition(cand.size - k)
+    kernels.pick_top(mags, cand, float(ranked[cand.size - k]), k, out)
     return out[:k]
 
 
