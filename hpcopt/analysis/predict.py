@@ -5,12 +5,12 @@ times e and d, p ranks, uncompressed reference: the ring allreduce
 ``R(n) = 2(p−1)α + 2(p−1)/p·n·β + (p−1)/p·n·γ``, γ per byte of float32 sums):
 
 * summable payloads (fp16, bf16, random-k with a shared seed, ...) are allreduced
-  with the same ring in k rounds (k = 2 for PowerSGD's P and Q; together m bytes).
-  The sums run over m/s elements of the payload's sum type (s bytes each), each costing
-  what a float32 sum costs (4γ): fp16 and bf16 sum as many elements as float32 and save
-  nothing there; random-k and PowerSGD sum fewer. With n' = 4m/s:
-  ``e + d + (k−1)·2(p−1)α + 2(p−1)/p·m·β + (p−1)/p·n'·γ = R(n)`` ⇒
-  ``β* = (e + d + (k−1)·2(p−1)α − (p−1)/p·(n−n')·γ) / (2(p−1)/p·(n−m))``.
+  with the same ring in k rounds (k = 2 for PowerSGD's P and Q; together m bytes), and
+  their sums cost γ per byte like float32 sums (F16C adds float16 at memory speed;
+  measured: an fp16 ring allreduce takes about half the float32 ring's time on shared
+  memory): ``e + R(m) + (k−1)·2(p−1)α + d = R(n)`` ⇒
+  ``β* = (e + d + (k−1)·2(p−1)α − (p−1)/p·(n−m)·γ) / (2(p−1)/p·(n−m))``. A negative
+  numerator means the saved sums outweigh encoding and decoding: faster on any link.
 * other payloads are allgathered (ring allgather, each rank receives p−1 payloads),
   then the p payloads are decoded into one sum (the fused decode-and-sum adds while it
   decodes, so d covers the sum): ``e + (p−1)α + (p−1)·m·β + p·d = R(n)`` ⇒
@@ -71,12 +71,6 @@ def rounds_of(rec: dict[str, Any]) -> int:
     return 2 if getattr(encoder, "two_stage", False) else int(bool(encoder.summable))
 
 
-def sum_itemsize(rec: dict[str, Any]) -> int:
-    """Bytes per element that a summable payload is summed in (4 unless half precision)."""
-    encoder = _encoder_of(rec)
-    return 2 if encoder is not None and encoder.sum_dtype in ("float16", "bfloat16") else 4
-
-
 def _encoder_of(rec: dict[str, Any]) -> Any:
     from hpcopt.encoders import get_encoder
     from hpcopt.errors import UsageError
@@ -90,19 +84,17 @@ def _encoder_of(rec: dict[str, Any]) -> Any:
 
 def break_even(
     p: int, n: float, m: float, enc_s: float, dec_s: float, alpha: float, gamma: float,
-    rounds: int, sum_bytes: int = 4,
+    rounds: int,
 ) -> float:  # fmt: skip
     """β* in s/byte: compression wins on links with β above it (0: always, inf: never).
 
     ``rounds``: allreduces of the payload (0: allgather, then decode and sum p payloads).
-    ``sum_bytes``: bytes per element of a summable payload's sums.
     """
     if p < 2:
         return math.inf
     share = (p - 1) / p
     if rounds:
-        summed = 4 * m / sum_bytes  # float32 bytes of as many elements
-        num = enc_s + dec_s + (rounds - 1) * 2 * (p - 1) * alpha - share * (n - summed) * gamma
+        num = enc_s + dec_s + (rounds - 1) * 2 * (p - 1) * alpha - share * (n - m) * gamma
         den = 2 * share * (n - m)
     else:
         num = enc_s + p * dec_s - share * n * gamma - (p - 1) * alpha
@@ -125,7 +117,7 @@ def break_even_table(
         n, m, enc, dec = nums
         rounds = rounds_of(rec)
         e, d = n / (enc * GB), n / (dec * GB)
-        beta_star = break_even(p, n, m, e, d, alpha, gamma, rounds, sum_itemsize(rec))
+        beta_star = break_even(p, n, m, e, d, alpha, gamma, rounds)
         if beta_star == 0:
             pays_below = math.inf
         elif math.isinf(beta_star):

@@ -20,7 +20,7 @@ from analysis_synth import (
 
 from hpcopt.analysis.fits import fit_log
 from hpcopt.analysis.model import coefficients, fit_linear, lower_bound, predict
-from hpcopt.analysis.predict import break_even, predict_table
+from hpcopt.analysis.predict import break_even, link_break_even, predict_table
 from hpcopt.cli import main
 from hpcopt.log import read_log
 
@@ -109,17 +109,16 @@ def test_break_even_equalizes_compressed_and_plain_time(rounds: int) -> None:
     assert packed == pytest.approx(plain, rel=1e-9)
 
 
-def test_half_precision_sums_save_no_reduction_time() -> None:
-    """fp16 sums as many elements as float32: its break-even is finite at any p and
-    changes with p only through the ring's 2(p-1)/p (at most a factor of 2)."""
-    n, e, d = 1 << 24, 2e-3, 2e-3
-    betas = [break_even(p, n, n / 2, e, d, A, G, 1, sum_bytes=2) for p in (2, 8, 1024)]
-    assert all(0 < b < math.inf for b in betas)
-    assert betas[0] == pytest.approx((e + d) / (n / 2))
-    assert max(betas) / min(betas) <= 2.0 + 1e-9
-    ring = predict("ring", 1024, n, A, betas[2], G)
-    packed = e + predict("ring", 1024, n / 2, A, betas[2], 0.0) + 1023 / 1024 * n * G + d
-    assert packed == pytest.approx(ring, rel=1e-9)
+def test_link_break_even_from_measured_times() -> None:
+    """T = T0 + wire·β on both sides: equal times at the reported bandwidth."""
+    beta = 1 / 2e9
+    ring, squeezed = (0.010, 16 << 20), (0.030, 1 << 19)
+    pays = link_break_even(*squeezed, *ring, beta)
+    b = 1 / (pays * 1e9)
+    at = [t - w * beta + w * b for t, w in (squeezed, ring)]
+    assert at[0] == pytest.approx(at[1], rel=1e-9)
+    assert link_break_even(0.001, 1 << 19, *ring, beta) == math.inf
+    assert link_break_even(0.005, 16 << 20, *ring, beta) == 0.0
 
 
 def test_allgather_never_pays_beyond_twice_the_ratio() -> None:
