@@ -51,7 +51,7 @@ python -m hpcopt.cli info 2>/dev/null || hpcopt info || true
 
 step "GPU tests"
 T=(timeout 150 python -m pytest -q -p no:cacheprovider -o addopts=-ra)
-"${T[@]}" tests/unit/test_kernels.py tests/unit/test_gpu.py \
+"${T[@]}" tests/unit/test_codec_kernels.py tests/unit/test_gpu.py \
     "tests/unit/test_encoders.py::test_cupy_matches_numpy_shape" \
     "tests/unit/test_encoders.py::test_cupy_payload_bits_match_numpy"
 STATUS=$?
