@@ -153,6 +153,31 @@ AVX2 static void quantize_group8(const float *v, const float *sc, float top, int
     }
 }
 
+/* quantize when every group lies in one bucket, 8 lanes at a time (whole groups only);
+ * returns the elements done. */
+AVX2 static Py_ssize_t quantize8(const float *x, Py_ssize_t n, const float *scales,
+                                 Py_ssize_t bucket, uint32_t levels, int mag_bits, uint64_t key,
+                                 Py_ssize_t start, uint8_t *planes, Py_ssize_t stride)
+{
+    Py_ssize_t b = start / bucket, next = (b + 1) * bucket, g = 0;
+    float sc[8];
+    for (int i = 0; i < 8; i++)
+        sc[i] = scales[b];
+    for (; g + 8 <= n; g += 8) {
+        if (start + g >= next) {
+            while (start + g >= next) {
+                b++;
+                next += bucket;
+            }
+            for (int i = 0; i < 8; i++)
+                sc[i] = scales[b];
+        }
+        quantize_group8(x + g, sc, (float)levels, mag_bits, key, (uint64_t)(start + g), planes,
+                        stride);
+    }
+    return g;
+}
+
 /* dequantize for 8 elements from plane byte `byte`: v = ±(weight * (lev * q)). */
 AVX2 static void dequantize_group8(const uint8_t *planes, Py_ssize_t stride, int mag_bits,
                                    Py_ssize_t byte, __m256 q, float weight, float *o, int add)
@@ -249,7 +274,15 @@ HOT static void quantize(const float *x, Py_ssize_t n, const float *scales, Py_s
         mag_bits++;
     int same = groups_in_buckets(bucket, start, n);
     Py_ssize_t b = start / bucket, next = (b + 1) * bucket; /* the next bucket's first index */
-    for (Py_ssize_t g = 0; g < n; g += 8) {
+    Py_ssize_t first = 0;
+#if HAVE_AVX2_PATH
+    if (use_avx2 && same && levels < (1u << 24)) {
+        first = quantize8(x, n, scales, bucket, levels, mag_bits, key, start, planes, stride);
+        b = (start + first) / bucket;
+        next = (b + 1) * bucket;
+    }
+#endif
+    for (Py_ssize_t g = first; g < n; g += 8) {
         int m = n - g < 8 ? (int)(n - g) : 8;
         float sc[8];
         if (same) {
