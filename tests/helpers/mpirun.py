@@ -37,11 +37,7 @@ def _run(
 
 
 def run_mpi(
-    script: str | Path,
-    ranks: int,
-    *args: str,
-    timeout: int = 120,
-    cwd: Path | None = None,
+    script: str | Path, ranks: int, *args: str, timeout: int = 120, cwd: Path | None = None,
     env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run ``python script args`` on ``ranks`` ranks; MPIEXEC_TIMEOUT kills a stuck job."""

@@ -73,3 +73,5 @@ def test_powersgd_with_error_feedback_is_allowed() -> None:
 
 def test_registry_lists_every_algorithm() -> None:
     assert available() == ["sync", "local", "dsgd", "choco", "easgd"]
+
+
