@@ -123,19 +123,27 @@ class Scratch:
     exists with enough room; the first call (a warm-up) allocates.
     """
 
-    __slots__ = ("_arrays", "_plans", "xp")
+    __slots__ = ("_arrays", "_plans", "_views", "xp")
 
     def __init__(self, xp: ModuleType = np) -> None:
         self.xp = xp
         self._arrays: dict[str, Any] = {}
+        self._views: dict[str, Any] = {}
         self._plans: dict[tuple, Any] = {}
 
-    def get(self, key: str, n: int, dtype: Any) -> Any:
+    def get(self, key: str, n: int, dtype: Any, spare: float = 1.0) -> Any:
+        """``n`` elements under ``key``; a new array holds ``spare``·n (room for sizes that
+        vary from call to call, so that they settle after a few calls)."""
         arr = self._arrays.get(key)
         if arr is None or arr.size < n or arr.dtype != np.dtype(dtype):
-            arr = self.xp.empty(max(n, 1), dtype=dtype)
+            arr = self.xp.empty(max(int(n * spare), n, 1), dtype=dtype)
             self._arrays[key] = arr
-        return arr[:n]
+        view = self._views.get(key)
+        if view is None or view.size != n or view.base is not arr:
+            # the same view object for the same request, so schedules cached by a
+            # buffer's identity (the ring's, for one) are found again
+            view = self._views[key] = arr[:n]
+        return view
 
     def plan(self, key: tuple, build: Any) -> Any:
         """A per-buffer schedule (views, offsets) built once by ``build()`` and then reused.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import sys
@@ -25,6 +26,9 @@ __all__ = ["default_ranks", "run_suite", "summary"]
 
 MAX_SUITE_RANKS = 4
 KERNEL_TIMEOUT_S = 300
+# Compressed allreduce of the largest size: the uncompressed baseline (through the ring),
+# fp16, and the two usual biased encoders with error feedback.
+COMPRESSED = (("none", "fp16"), ("sign", "topk:ratio=0.01"))
 
 
 def default_ranks() -> int:
@@ -38,6 +42,10 @@ def _plan(ranks: int, maxbytes: str) -> list[tuple[str, int, list[str]]]:
         ("p2p", 2, ["-b", "8", "-e", maxbytes]),
     ]
     plan.append(("compress", 1, ["-b", "1M", "-e", "1M", "-n", "5", "-w", "1"]))
+    one_size = ["--algo", "ring", "-b", maxbytes, "-e", maxbytes, "-n", "5", "-w", "1"]
+    for ef, specs in zip((False, True), COMPRESSED, strict=True):
+        flags = [f"--encoder={s}" for s in specs] + (["--ef"] if ef else [])
+        plan.append(("allreduce", ranks, [*one_size, *flags]))
     return plan
 
 
@@ -58,8 +66,8 @@ def run_suite(*, ranks: int, output: Path, tag: str, overwrite: bool, maxbytes: 
         workdir = Path(tempfile.mkdtemp(prefix=f".{output.name}.parts-", dir=output.parent))
         logs: list[Path] = []
         try:
-            for name, n, args in _plan(ranks, maxbytes):
-                log = workdir / f"{name}.h5"
+            for i, (name, n, args) in enumerate(_plan(ranks, maxbytes)):
+                log = workdir / f"{i}-{name}.h5"
                 tagged = [*args, "--tag", tag] if tag else args
                 try:
                     _run_one(name, n, tagged, log)
@@ -134,7 +142,8 @@ def summary(path: Path) -> str:
     (medians over iterations with their interquartile range), the p2p link, the encoders."""
     log = read_log(path)
     items = list(zip(log.records(), (a for run in log.runs for a in run.arrays), strict=True))
-    lines = _sweep_table("allreduce", [i for i in items if i[0]["kernel"] == "allreduce"])
+    plain = [i for i in items if i[0]["kernel"] == "allreduce" and "method" not in i[0]]
+    lines = _sweep_table("allreduce", plain)
     ping = [i for i in items if i[0]["kernel"] == "p2p" and i[0]["algo"] == "pingpong"]
     stream = [i for i in items if i[0]["kernel"] == "p2p" and i[0]["algo"] == "stream"]
     if ping and stream:
@@ -147,7 +156,41 @@ def summary(path: Path) -> str:
         ratio = cell("compression_ratio", rec.get("compression_ratio"))
         speed = cell("encode_GBps", rec.get("encode_GBps"))
         lines.append(f"compress {rec['encoder']:<24} ratio {ratio:>7}  encode {speed:>7} GB/s")
-    return "\n".join(lines)
+    squeezed = [r for r, _ in items if r["kernel"] == "allreduce" and "method" in r]
+    return "\n".join(lines + compression_verdicts(log, squeezed))
+
+
+def _ring_at(log: Any, size: int) -> dict[str, Any] | None:
+    """The last uncompressed ring record at ``size`` (the one run beside the encoders)."""
+    rings = [r for r in log.records() if r["kernel"] == "allreduce" and r["algo"] == "ring"
+             and r["encoder"] == "none" and r["size_bytes"] == size]  # fmt: skip
+    return rings[-1] if rings else None
+
+
+def compression_verdicts(log: Any, squeezed: list[dict[str, Any]]) -> list[str]:
+    """One line per encoder: its time against the uncompressed ring on the link just
+    measured, and the link bandwidth below which it would pay (see analysis/predict.py)."""
+    from hpcopt.analysis.fits import fit_log
+    from hpcopt.analysis.predict import link_break_even
+
+    ring = _ring_at(log, squeezed[0]["size_bytes"]) if squeezed else None
+    links = sorted(fit_log(log).links, key=lambda f: not f.name.endswith("pingpong"))
+    if ring is None or not links or not links[0].beta_s:
+        return []
+    alpha, beta = links[0].alpha_s, links[0].beta_s
+    head = f"on this link (alpha {alpha * 1e6:.2f} us, beta {1 / (beta * 1e9):.2f} GB/s measured)"
+    lines = [f"# compressed allreduce, {format_size(ring['size_bytes'])} per rank, "
+             f"{ring['ranks']} ranks, against the ring"]  # fmt: skip
+    for rec in squeezed:
+        if rec is ring:
+            continue
+        times = rec["t_avg_s"] / ring["t_avg_s"]
+        bound = link_break_even(rec["t_avg_s"], rec["wire_bytes"], ring["t_avg_s"],
+                                ring["wire_bytes"], beta)  # fmt: skip
+        where = f"below {bound:.3g} GB/s" + (" (any link)" if math.isinf(bound) else "")
+        lines.append(f"{head} {rec['encoder']} is {times:.2f}x the uncompressed ring; "
+                     f"it pays {where}")  # fmt: skip
+    return lines
 
 
 def suite_main(args: Any) -> int:

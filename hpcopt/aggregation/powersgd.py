@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 from mpi4py import MPI
 
 from hpcopt.aggregation.base import Clock, Result
 from hpcopt.aggregation.summable import core_allreduce
-from hpcopt.backend import Scratch
+from hpcopt.backend import Scratch, array_module
 from hpcopt.encoders import TwoStageCodec
 
 __all__ = ["powersgd"]
@@ -28,6 +29,7 @@ def powersgd(
     clock.lap("encode")
     nbytes += core_allreduce(comm, q.reshape(-1), algorithm, scratch)
     clock.lap("communicate")
-    out = codec.reconstruct(q)
+    scratch = scratch or Scratch(array_module(x))
+    out = codec.reconstruct(q, out=scratch.get("out", x.size, np.float32)).reshape(x.shape)
     clock.lap("decode")
     return Result(out, nbytes, clock.times)

@@ -16,7 +16,7 @@ from mpi4py import MPI
 
 from hpcopt import halfcast
 from hpcopt.aggregation.base import Clock, Result
-from hpcopt.backend import Scratch, sync
+from hpcopt.backend import Scratch, array_module, sync
 from hpcopt.collectives import get_algorithm
 from hpcopt.encoders import Codec
 from hpcopt.encoders.bf16 import bf16_round, bf16_widen
@@ -24,6 +24,7 @@ from hpcopt.encoders.bf16 import bf16_round, bf16_widen
 __all__ = ["core_allreduce", "sum_op", "summable"]
 
 _USER_OPS: dict[str, MPI.Op] = {}
+_OP_SCRATCH = Scratch(np)  # the bfloat16 op's work arrays, kept between calls
 
 
 def _fp16_sum(inbuf: Any, inoutbuf: Any, datatype: MPI.Datatype) -> None:
@@ -37,10 +38,11 @@ def _bf16_sum(inbuf: Any, inoutbuf: Any, datatype: MPI.Datatype) -> None:
     """MPI user op: bfloat16 sum (widen, add in float32, round to nearest even)."""
     src = np.frombuffer(inbuf, dtype=np.uint16)
     dst = np.frombuffer(inoutbuf, dtype=np.uint16)
-    a = bf16_widen(dst, np.empty(dst.size, np.uint32)).view(np.float32)
-    b = bf16_widen(src, np.empty(src.size, np.uint32)).view(np.float32)
+    n = dst.size
+    a = bf16_widen(dst, _OP_SCRATCH.get("a", n, np.uint32)).view(np.float32)
+    b = bf16_widen(src, _OP_SCRATCH.get("b", n, np.uint32)).view(np.float32)
     np.add(a, b, out=a)
-    bf16_round(a.view(np.uint32), dst, np.empty(dst.size, np.uint32))
+    bf16_round(a.view(np.uint32), dst, _OP_SCRATCH.get("w", n, np.uint32))
 
 
 def _user_op(sum_dtype: str) -> MPI.Op:
@@ -75,12 +77,13 @@ def summable(
     scratch: Scratch | None = None,
 ) -> Result:  # fmt: skip
     """Encode, sum the single encoded buffer with a core allreduce, decode."""
+    scratch = scratch or Scratch(array_module(x))
     clock = Clock()
     payload = codec.encode(x, step)
     (buf,) = payload.buffers
     clock.lap("encode")
     nbytes = core_allreduce(comm, buf, algorithm, scratch, codec.sum_dtype)
     clock.lap("communicate")
-    out = codec.decode(payload)
+    out = codec.decode(payload, out=scratch.get("out", payload.size, np.float32))
     clock.lap("decode")
     return Result(out, nbytes, clock.times)

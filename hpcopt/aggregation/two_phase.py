@@ -13,10 +13,10 @@ from mpi4py import MPI
 
 from hpcopt.aggregation.base import Clock, Result
 from hpcopt.aggregation.gather import encode_gather
-from hpcopt.aggregation.wire import displacements, pack, padded
+from hpcopt.aggregation.wire import SPARE, Gathered, displacements, pack, padded
 from hpcopt.backend import Scratch, array_module, sync
 from hpcopt.encoders import Codec
-from hpcopt.encoders.base import decode_into
+from hpcopt.encoders.base import decode_into, decode_sum
 
 __all__ = ["two_phase"]
 
@@ -53,17 +53,17 @@ def _encode_chunks(
     return send, sizes
 
 
-def _exchange(comm: MPI.Comm, send: Any, sizes: np.ndarray, scratch: Scratch) -> tuple[Any, Any]:
-    """Alltoallv of the chunk payloads; (received bytes, [displacements; sizes])."""
-    rsizes = scratch.get("recv-sizes", comm.size, np.int64)
+def _exchange(comm: MPI.Comm, send: Any, sizes: np.ndarray, scratch: Scratch) -> Gathered:
+    """Alltoallv of the chunk payloads: what each rank sent to this one."""
+    p = comm.size
+    rsizes = scratch.get("recv-sizes", p, np.int64)
     comm.Alltoall(sizes, rsizes)
-    rdispl = displacements(rsizes)
-    recv = scratch.get("recv", int(rdispl[-1] + padded(int(rsizes[-1]))), np.uint8)
+    rdispl = displacements(rsizes, scratch.get("recv-displs", p, np.int64))
+    sdispl = displacements(sizes, scratch.get("send-displs", p, np.int64))
+    recv = scratch.get("recv", int(rdispl[-1] + padded(int(rsizes[-1]))), np.uint8, SPARE)
     sync(send)
-    comm.Alltoallv(
-        [send, (sizes, displacements(sizes)), MPI.BYTE], [recv, (rsizes, rdispl), MPI.BYTE]
-    )
-    return recv, np.stack([rdispl, rsizes])
+    comm.Alltoallv([send, (sizes, sdispl), MPI.BYTE], [recv, (rsizes, rdispl), MPI.BYTE])
+    return Gathered(recv, rdispl, rsizes)
 
 
 def two_phase(
@@ -79,24 +79,21 @@ def two_phase(
     clock = Clock()
     send, sizes = _encode_chunks(flat, codec, step, p, me, scratch)
     clock.lap("encode")
-    recv, table = _exchange(comm, send, sizes, scratch)
+    received = _exchange(comm, send, sizes, scratch)
     clock.lap("communicate")
+    parts = [
+        codec.from_bytes(raw, mine, step * (p + 1) + me)
+        for j, raw in enumerate(received.slots())
+        if j != me
+    ]
     acc = scratch.get("acc", mine[0], np.float32)
-    work = scratch.get("w", mine[0], np.float32)
-    acc[...] = flat[b[me] : b[me + 1]]
-    for j in range(p):
-        if j != me:
-            start, size = table[:, j]
-            payload = codec.from_bytes(recv[start : start + size], mine, step * (p + 1) + me)
-            xp.add(acc, codec.decode(payload, out=work), out=acc)
+    decode_sum(codec, parts, acc, base=flat[b[me] : b[me + 1]])
     clock.lap("decode")
     sent = int(sizes.sum()) + 8 * (p - 1)
-    recv, table, gathered = encode_gather(comm, acc, codec, step * (p + 1) + p, scratch, clock)
-    out = xp.empty(flat.size, dtype=np.float32)
-    for j in range(p):
-        start, size = table[:, j]
-        chunk = (b[j + 1] - b[j],)
-        payload = codec.from_bytes(recv[start : start + size], chunk, step * (p + 1) + p)
+    gathered, sent_again = encode_gather(comm, acc, codec, step * (p + 1) + p, scratch, clock)
+    out = scratch.get("out", flat.size, np.float32)
+    for j, raw in enumerate(gathered.slots()):
+        payload = codec.from_bytes(raw, (b[j + 1] - b[j],), step * (p + 1) + p)
         decode_into(codec, payload, out[b[j] : b[j + 1]])
     clock.lap("decode")
-    return Result(out.reshape(x.shape), sent + gathered, clock.times)
+    return Result(out.reshape(x.shape), sent + sent_again, clock.times)

@@ -7,10 +7,12 @@ from typing import Any
 import numpy as np
 from mpi4py import MPI
 
-from hpcopt.aggregation.base import Result
-from hpcopt.aggregation.gather import gathered
-from hpcopt.backend import Scratch
+from hpcopt.aggregation.base import Clock, Result
+from hpcopt.aggregation.gather import encode_gather, payloads
+from hpcopt.backend import Scratch, array_module
 from hpcopt.encoders import Codec
+from hpcopt.encoders.base import DECODE_BLOCK
+from hpcopt.encoders.sign import add_votes
 
 __all__ = ["vote"]
 
@@ -18,15 +20,21 @@ __all__ = ["vote"]
 def vote(
     comm: MPI.Comm, x: Any, codec: Codec, *, step: int = 0, scratch: Scratch | None = None
 ) -> Result:
-    """Allgather the sign payloads, count the negative votes, take the majority."""
-    xp, scratch, clock, recv, table, nbytes = gathered(comm, x, codec, step, scratch)
-    votes = scratch.get("votes", x.size, np.int32)
-    votes[...] = 0
-    total = 0.0
-    for start, size in table.T:
-        scale, bits = codec.from_bytes(recv[start : start + size], tuple(x.shape)).buffers
-        total += float(scale[0])
-        xp.add(votes, xp.unpackbits(bits)[: x.size], out=votes)
-    out = xp.sign(comm.size - 2 * votes).astype(np.float32) * np.float32(total)
+    """Allgather the sign payloads, add the ±1 votes block by block, take the majority."""
+    xp = array_module(x)
+    scratch = scratch or Scratch(xp)
+    clock = Clock()
+    gathered, nbytes = encode_gather(comm, x, codec, step, scratch, clock)
+    ballots = payloads(codec, gathered, tuple(x.shape), step)
+    total = np.float32(sum(float(b.buffers[0][0]) for b in ballots) if x.size else 0.0)
+    out = scratch.get("votes", x.size, np.float32)  # ±1 sums are exact below 2**24 ranks
+    block = DECODE_BLOCK if xp is np else max(x.size, 1)
+    for lo in range(0, x.size, block):
+        part = out[lo : lo + block]
+        part[...] = 0
+        for ballot in ballots:
+            add_votes(ballot, part, lo)
+        xp.sign(part, out=part)
+        xp.multiply(part, total, out=part)
     clock.lap("decode")
     return Result(out.reshape(x.shape), nbytes, clock.times)

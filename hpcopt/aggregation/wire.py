@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, NamedTuple
 
 import numpy as np
 from mpi4py import MPI
@@ -10,9 +11,10 @@ from mpi4py import MPI
 from hpcopt.backend import Scratch, sync
 from hpcopt.encoders.base import Payload
 
-__all__ = ["ALIGN", "as_bytes", "displacements", "gather_bytes", "pack", "padded"]
+__all__ = ["ALIGN", "Gathered", "as_bytes", "displacements", "gather_bytes", "pack", "padded"]
 
 ALIGN = 8  # slots start on 8-byte boundaries so that every buffer view stays aligned
+SPARE = 1.25  # room in byte buffers for payloads whose size depends on the data
 
 
 def padded(n: Any) -> Any:
@@ -20,9 +22,18 @@ def padded(n: Any) -> Any:
     return -(-n // ALIGN) * ALIGN
 
 
-def displacements(sizes: np.ndarray) -> np.ndarray:
-    """Start of each aligned slot for payloads of ``sizes`` bytes, back to back."""
-    return np.concatenate([[0], np.cumsum(padded(sizes))[:-1]]).astype(np.int64)
+def displacements(sizes: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Start of each aligned slot for payloads of ``sizes`` bytes, back to back (into
+    int64 ``out`` when given, without temporaries)."""
+    out = np.empty(sizes.size, dtype=np.int64) if out is None else out
+    if sizes.size:
+        rest = out[1:]
+        np.add(sizes[:-1], ALIGN - 1, out=rest)
+        np.floor_divide(rest, ALIGN, out=rest)
+        np.multiply(rest, ALIGN, out=rest)
+        out[0] = 0
+        np.cumsum(out, out=out)
+    return out
 
 
 def pack(payload: Payload, out: Any) -> Any:
@@ -40,11 +51,24 @@ def as_bytes(payload: Payload, scratch: Scratch, key: str = "own") -> Any:
     packed into a scratch array kept under ``key``."""
     if len(payload.buffers) == 1 and payload.buffers[0].flags.c_contiguous:
         return payload.buffers[0].reshape(-1).view(np.uint8)
-    return pack(payload, scratch.get(key, payload.nbytes, np.uint8))
+    return pack(payload, scratch.get(key, payload.nbytes, np.uint8, SPARE))
 
 
-def gather_bytes(comm: MPI.Comm, own: Any, scratch: Scratch) -> tuple[Any, np.ndarray, int]:
-    """Allgatherv of every rank's bytes; (received, [displacements; sizes], bytes sent).
+class Gathered(NamedTuple):
+    """Every rank's payload bytes: rank j's are ``recv[displs[j] : displs[j] + sizes[j]]``."""
+
+    recv: Any
+    displs: np.ndarray
+    sizes: np.ndarray
+
+    def slots(self) -> Iterator[Any]:
+        """Each rank's bytes, in rank order."""
+        for start, size in zip(self.displs.tolist(), self.sizes.tolist(), strict=True):
+            yield self.recv[start : start + size]
+
+
+def gather_bytes(comm: MPI.Comm, own: Any, scratch: Scratch) -> tuple[Gathered, int]:
+    """Allgatherv of every rank's bytes; (what was gathered, bytes sent).
 
     Bytes sent count this rank's payload and its 8-byte size once per other rank.
     """
@@ -53,8 +77,8 @@ def gather_bytes(comm: MPI.Comm, own: Any, scratch: Scratch) -> tuple[Any, np.nd
     mine = scratch.get("size", 1, np.int64)
     mine[0] = own.size
     comm.Allgather(mine, sizes)
-    displs = displacements(sizes)
-    recv = scratch.get("gathered", int(displs[-1] + padded(int(sizes[-1]))), np.uint8)
+    displs = displacements(sizes, scratch.get("displs", p, np.int64))
+    recv = scratch.get("gathered", int(displs[-1] + padded(int(sizes[-1]))), np.uint8, SPARE)
     sync(own)
     comm.Allgatherv([own, MPI.BYTE], [recv, (sizes, displs), MPI.BYTE])
-    return recv, np.stack([displs, sizes]), (own.size + 8) * (p - 1)
+    return Gathered(recv, displs, sizes), (own.size + 8) * (p - 1)

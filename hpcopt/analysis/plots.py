@@ -153,23 +153,50 @@ def _timed(kernel: str, recs: list[Rec], out: Path) -> list[Path]:
     return paths + save(fig, out, f"{kernel}_skew")
 
 
-def _compress(recs: list[Rec], out: Path) -> list[Path]:
+def _bars(ax: Any, groups: dict[str, list[Rec]], y: Callable[[Rec], float | None]) -> None:
+    """One bar per series (its first record), each in its own colour, labelled below."""
+    from matplotlib import colormaps
+
+    labels = list(groups)
+    cmap = colormaps["tab20" if len(labels) > 10 else "tab10"]
+    heights = [y(groups[label][0]) or 0.0 for label in labels]
+    ax.bar(range(len(labels)), heights, color=[cmap(i % cmap.N) for i in range(len(labels))])
+    ax.set_xticks(range(len(labels)), labels, rotation=60, ha="right", fontsize="small")
+
+
+def _compress_panels(
+    recs: list[Rec], out: Path, name: str, title: str, fields: Sequence[str],
+    labels: Sequence[str], log_y: bool,
+) -> list[Path]:  # fmt: skip
+    """Two panels of ``fields`` against size (lines), or per encoder (bars) for one size."""
     groups = _series(recs, ("encoder", "tag", "dtype"))
-    sizes, title = [r["size_bytes"] for r in recs], _title("compress", recs)
+    sizes = sorted({r["size_bytes"] for r in recs})
     fig, axes = new_figure(2)
-    _lines(axes[0], groups, _scaled("encode_GBps"))
-    _lines(axes[1], groups, _scaled("decode_GBps"))
-    labels = ["encode (GB/s of input)", "decode (GB/s of output)"]
-    _finish(fig, axes, f"encoder throughput: {title}", labels, sizes, "input size (bytes)")
-    paths = save(fig, out, "compress_throughput")
-    fig, axes = new_figure(2)
-    _lines(axes[0], groups, _scaled("compression_ratio"))
-    _lines(axes[1], groups, _scaled("rel_error"))
-    for ax in axes:
-        ax.set_yscale("log")
-    labels = ["compression ratio (input / wire bytes)", "relative error ‖x̂ − x‖/‖x‖"]
-    _finish(fig, axes, f"compression: {title}", labels, sizes, "input size (bytes)")
-    return paths + save(fig, out, "compress_ratio")
+    for ax, field, label in zip(axes, fields, labels, strict=True):
+        if len(sizes) == 1:
+            _bars(ax, groups, _scaled(field))
+            ax.set_ylabel(label)
+            ax.grid(True, axis="y", alpha=0.3)
+        else:
+            _lines(ax, groups, _scaled(field))
+        if log_y:
+            ax.set_yscale("log")
+    if len(sizes) == 1:
+        fig.subplots_adjust(bottom=0.3)
+        fig.suptitle(f"{title} · {_short_size(sizes[0])}B")
+    else:
+        _finish(fig, axes, title, labels, sizes, "input size (bytes)")
+    return save(fig, out, name)
+
+
+def _compress(recs: list[Rec], out: Path) -> list[Path]:
+    title = _title("compress", recs)
+    speeds = ("encode (GB/s of input)", "decode (GB/s of output)")
+    paths = _compress_panels(recs, out, "compress_throughput", f"encoder throughput: {title}",
+                             ("encode_GBps", "decode_GBps"), speeds, False)  # fmt: skip
+    labels = ("compression ratio (input / wire bytes)", "relative error ‖x̂ − x‖/‖x‖")
+    return paths + _compress_panels(recs, out, "compress_ratio", f"compression: {title}",
+                                    ("compression_ratio", "rel_error"), labels, True)  # fmt: skip
 
 
 def _running(values: np.ndarray) -> np.ndarray:

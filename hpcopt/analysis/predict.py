@@ -2,19 +2,25 @@
 
 Break-even of an encoder (n input bytes per rank, m wire bytes, encode and decode
 times e and d, p ranks, uncompressed reference: the ring allreduce
-``R(n) = 2(p−1)α + 2(p−1)/p·n·β + (p−1)/p·n·γ``):
+``R(n) = 2(p−1)α + 2(p−1)/p·n·β + (p−1)/p·n·γ``, γ per byte of float32 sums):
 
 * summable payloads (fp16, bf16, random-k with a shared seed, ...) are allreduced
-  with the same ring in k rounds (k = 2 for PowerSGD's P and Q; together m bytes):
-  ``e + R(m) + (k−1)·2(p−1)α + d``. Equal when
-  ``β* = (e + d + (k−1)·2(p−1)α − (p−1)/p·(n−m)·γ) / (2(p−1)/p·(n−m))``.
+  with the same ring in k rounds (k = 2 for PowerSGD's P and Q; together m bytes), and
+  their sums cost γ per byte like float32 sums (F16C adds float16 at memory speed;
+  measured: an fp16 ring allreduce takes about half the float32 ring's time on shared
+  memory): ``e + R(m) + (k−1)·2(p−1)α + d = R(n)`` ⇒
+  ``β* = (e + d + (k−1)·2(p−1)α − (p−1)/p·(n−m)·γ) / (2(p−1)/p·(n−m))``. A negative
+  numerator means the saved sums outweigh encoding and decoding: faster on any link.
 * other payloads are allgathered (ring allgather, each rank receives p−1 payloads),
-  then p payloads are decoded and summed: ``e + (p−1)α + (p−1)·m·β + p·d + (p−1)·n·γ``.
-  Equal when ``β* = (e + p·d + (p−1)²/p·n·γ − (p−1)α) / ((p−1)·(2n/p − m))``;
+  then the p payloads are decoded into one sum (the fused decode-and-sum adds while it
+  decodes, so d covers the sum): ``e + (p−1)α + (p−1)·m·β + p·d = R(n)`` ⇒
+  ``β* = (e + p·d − (p−1)/p·n·γ − (p−1)α) / ((p−1)·(2n/p − m))``;
   the denominator is positive only when n/m > p/2, so past p = 2·ratio ranks
   compression never pays.
 
-Compression is faster on links slower than ``1/β*`` (reported in GB/s).
+Compression is faster on links slower than ``1/β*`` (reported in GB/s). e and d come
+from the compress kernel at one size: below the last-level cache they run from cache
+and the figure is higher than for large messages.
 """
 
 from __future__ import annotations
@@ -25,7 +31,14 @@ from typing import Any
 
 from hpcopt.analysis.model import GB, forms, lower_bound, predict
 
-__all__ = ["break_even", "break_even_table", "predict_table", "rounds_of", "schemes"]
+__all__ = [
+    "break_even",
+    "break_even_table",
+    "link_break_even",
+    "predict_table",
+    "rounds_of",
+    "schemes",
+]
 
 
 def schemes() -> list[str]:
@@ -50,16 +63,23 @@ def predict_table(
 
 def rounds_of(rec: dict[str, Any]) -> int:
     """Allreduce rounds an encoder's payload needs; 0 when it must be allgathered."""
+    encoder = _encoder_of(rec)
+    if isinstance(rec.get("summable"), bool) and not rec.get("two_stage"):
+        return int(rec["summable"])
+    if encoder is None:
+        return 0
+    return 2 if getattr(encoder, "two_stage", False) else int(bool(encoder.summable))
+
+
+def _encoder_of(rec: dict[str, Any]) -> Any:
     from hpcopt.encoders import get_encoder
     from hpcopt.errors import UsageError
 
-    if isinstance(rec.get("summable"), bool) and not rec.get("two_stage"):
-        return int(rec["summable"])
+    spec = str(rec.get("encoder", "")).removesuffix("+ef")
     try:
-        encoder = get_encoder(str(rec.get("encoder", "")))
+        return get_encoder(spec)
     except (UsageError, TypeError, ValueError):
-        return 0
-    return 2 if getattr(encoder, "two_stage", False) else int(bool(encoder.summable))
+        return None
 
 
 def break_even(
@@ -77,7 +97,7 @@ def break_even(
         num = enc_s + dec_s + (rounds - 1) * 2 * (p - 1) * alpha - share * (n - m) * gamma
         den = 2 * share * (n - m)
     else:
-        num = enc_s + p * dec_s + (p - 1) * share * n * gamma - (p - 1) * alpha
+        num = enc_s + p * dec_s - share * n * gamma - (p - 1) * alpha
         den = (p - 1) * (2 * n / p - m)
     if den <= 0:
         return math.inf
@@ -96,7 +116,8 @@ def break_even_table(
             continue
         n, m, enc, dec = nums
         rounds = rounds_of(rec)
-        beta_star = break_even(p, n, m, n / (enc * GB), n / (dec * GB), alpha, gamma, rounds)
+        e, d = n / (enc * GB), n / (dec * GB)
+        beta_star = break_even(p, n, m, e, d, alpha, gamma, rounds)
         if beta_star == 0:
             pays_below = math.inf
         elif math.isinf(beta_star):
@@ -114,3 +135,14 @@ def break_even_table(
             }
         )
     return rows
+
+
+def link_break_even(t_s: float, wire: float, ref_s: float, ref_wire: float, beta: float) -> float:
+    """GB/s below which a compressed allreduce beats the reference, from both measured on a
+    link of known β (s/byte): each time is T0 + wire·β, T0 what does not scale with the
+    link (latency, encode, decode, sums), wire the bytes a rank sends. inf: faster on
+    every link; 0: never (it sends at least as much)."""
+    if ref_wire <= wire:
+        return 0.0
+    beta_star = ((t_s - wire * beta) - (ref_s - ref_wire * beta)) / (ref_wire - wire)
+    return math.inf if beta_star <= 0 else 1 / (beta_star * GB)

@@ -144,8 +144,11 @@ def sweep_config(args: argparse.Namespace) -> SweepConfig:
     """The harness configuration from the common flags."""
     if args.iters < 1 or args.warmup < 0:
         raise UsageError("-n must be >= 1 and -w >= 0")
-    high = smoke.shrink(parse_size(args.maxbytes), smoke.MAX_BYTES)
-    sizes = size_sweep(min(parse_size(args.minbytes), high), high, args.stepfactor)
+    low, high = parse_size(args.minbytes), parse_size(args.maxbytes)
+    if smoke.active():
+        high = min(high, smoke.MAX_BYTES)
+        low = min(low, high)
+    sizes = size_sweep(low, high, args.stepfactor)
     return SweepConfig(
         sizes=sizes,
         warmup=smoke.shrink(args.warmup, smoke.MAX_WARMUP),

@@ -74,12 +74,15 @@ def mpi_spec(arr: Any) -> Any:
 
 
 def buffer_key(comm: MPI.Comm, buf: Any, op: MPI.Op) -> tuple:
-    """Identity of (communicator, buffer, op) for cached schedules.
+    """Identity of (communicator, buffer memory, op) for cached schedules.
 
-    A schedule built for the key holds references to all three, so none of the ids can
-    be reused by another object while the schedule is cached.
+    The buffer counts by its memory (address, length, dtype), so a new view of the same
+    memory (a reshape, a scratch slice) finds its schedule again. A schedule built for
+    the key holds references to all three, so neither the ids nor the memory can be
+    reused by another object while the schedule is cached.
     """
-    return (id(comm), id(buf), id(op))
+    address = buf.data.ptr if is_device_array(buf) else buf.__array_interface__["data"][0]
+    return (id(comm), address, buf.size, buf.dtype.str, buf.strides, id(op))
 
 
 def chunk_bounds(count: int, parts: int) -> list[int]:

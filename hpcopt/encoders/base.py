@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from types import ModuleType
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
 from hpcopt.backend import Scratch, array_module
+from hpcopt.encoders.rng import random_u16, stream_key
 
 __all__ = [
     "BLOCK",
+    "DECODE_BLOCK",
     "Codec",
     "Encoder",
     "Payload",
@@ -21,8 +23,8 @@ __all__ = [
     "blocks",
     "check_finite",
     "decode_into",
+    "decode_sum",
     "flat_f32",
-    "random_u16",
     "stochastic_floor",
     "sum_squares",
 ]
@@ -30,6 +32,9 @@ __all__ = [
 # Elements per cache-sized block: chains of NumPy passes run block by block so that the
 # intermediates stay in cache instead of streaming through memory once per pass.
 BLOCK = 1 << 18
+# Output elements per step of decode_sum: every payload adds into this block while it is
+# in cache, so the output crosses memory once (a multiple of 8: whole plane bytes).
+DECODE_BLOCK = 1 << 16
 
 
 class Payload:
@@ -62,7 +67,8 @@ class Codec(Protocol):
 
     ``summable``: payloads are one buffer that can be summed as ``sum_dtype`` (float32,
     float16 or bfloat16). ``two_stage``: the encoder is summed in two dependent stages
-    (PowerSGD) and also satisfies :class:`TwoStageCodec`.
+    (PowerSGD) and also satisfies :class:`TwoStageCodec`. ``dense``: ``decode_add`` of a
+    range costs only that range (so :func:`decode_sum` works block by block).
     """
 
     @property
@@ -75,9 +81,14 @@ class Codec(Protocol):
     def unbiased(self) -> bool: ...
     @property
     def two_stage(self) -> bool: ...
+    @property
+    def dense(self) -> bool: ...
 
     def encode(self, x: Any, step: int = 0) -> Payload: ...
     def decode(self, payload: Payload, out: Any = None) -> Any: ...
+    def decode_add(
+        self, payload: Payload, out: Any, *, weight: float = 1.0, start: int = 0
+    ) -> Any: ...
     def from_bytes(self, raw: Any, shape: tuple[int, ...], step: int = 0) -> Payload: ...
     def wire_bytes(self, d: int) -> int | None: ...
     def reset(self) -> None: ...
@@ -99,6 +110,7 @@ class Encoder:
     summable: bool = False
     sum_dtype: ClassVar[str] = "float32"
     two_stage: ClassVar[bool] = False
+    dense: ClassVar[bool] = False
 
     def __init__(self, *, seed: int = 0, rank: int = 0) -> None:
         self.seed = seed
@@ -112,6 +124,24 @@ class Encoder:
     def decode(self, payload: Payload, out: Any = None) -> Any:
         """The float32 array (payload.shape) that ``payload`` stands for."""
         raise NotImplementedError
+
+    def decode_add(self, payload: Payload, out: Any, *, weight: float = 1.0, start: int = 0) -> Any:
+        """``out += weight·decoded[start : start + out.size]`` (1-D float32 ``out``).
+
+        This default decodes the whole payload into a work array; encoders with a fused
+        kernel override it (and set ``dense`` when a range costs only that range).
+        """
+        xp = array_module(out)
+        work = self.work(xp, "decode-add", payload.size, np.float32)
+        res = decode_into(self, payload, work)[start : start + out.size]
+        if weight != 1.0:
+            xp.multiply(res, np.float32(weight), out=res)
+        xp.add(out, res, out=out)
+        return out
+
+    def key(self, step: int, *, shared: bool = False) -> int:
+        """The counter-based random stream's key for (seed, rank, step)."""
+        return stream_key(self.seed, self.rank, step, shared=shared)
 
     def wire_bytes(self, d: int) -> int | None:
         """Bytes on the wire for ``d`` elements, or None when they depend on the data."""
@@ -166,6 +196,31 @@ def decode_into(encoder: Any, payload: Payload, out: Any) -> Any:
     return out
 
 
+def decode_sum(
+    codec: Any, payloads: Sequence[Payload], out: Any, *, weights: Sequence[float] | None = None,
+    base: Any = None,
+) -> Any:  # fmt: skip
+    """``out = base + Σ_j weights_j·decode(payloads_j)`` (base 0, weights 1 by default).
+
+    Payloads add in their order, so every rank gets the same bits. For a ``dense`` codec
+    the output is done block by block, all payloads adding into a block while it is in
+    cache: one pass over ``out`` however many payloads. Otherwise ``out`` is set once and
+    each payload adds what it holds (a sparse payload only touches its indices).
+    """
+    xp = array_module(out)
+    ws = [1.0] * len(payloads) if weights is None else list(weights)
+    step = DECODE_BLOCK if codec.dense and xp is np else max(out.size, 1)
+    for lo in range(0, out.size, step):
+        part = out[lo : lo + step]
+        if base is None:
+            part[...] = 0
+        else:
+            part[...] = base[lo : lo + step]
+        for payload, w in zip(payloads, ws, strict=True):
+            codec.decode_add(payload, part, weight=w, start=lo)
+    return out
+
+
 def flat_f32(x: Any) -> Any:
     """``x`` as a contiguous 1-D float32 array (a view when it already is one)."""
     xp = array_module(x)
@@ -207,22 +262,12 @@ def sum_squares(flat: Any, name: str) -> float:
     return total
 
 
-def random_u16(xp: ModuleType, gen: Any, n: int) -> Any:
-    """``n`` uniform 16-bit integers (raw generator output, no float conversion)."""
-    if xp is np:
-        raw = gen.bit_generator.random_raw((n + 3) // 4)
-        return raw.view(np.uint16)[:n]
-    return (gen.random(n, dtype=xp.float32) * 65536.0).astype(xp.uint16)
-
-
-def stochastic_floor(r: Any, gen: Any, work: Any, out: Any) -> Any:
-    """``out = floor(r + u)``, u uniform on [0, 1) in steps of 2**-16; r >= 0, float.
+def stochastic_floor(r: Any, key: int, out: Any) -> Any:
+    """``out = floor(r + u·2⁻¹⁶)``, u the 16-bit chunks 0.. of the stream ``key``; r >= 0.
 
     So ``out`` is floor(r) or floor(r)+1, the latter with probability frac(r) up to
-    2**-16. ``r`` is overwritten; ``work`` is a float buffer like ``r``.
+    2**-16. ``r`` (host, float) is overwritten.
     """
-    xp = array_module(r)
-    xp.multiply(random_u16(xp, gen, r.size), r.dtype.type(2.0**-16), out=work)
-    xp.add(r, work, out=r)
+    r += random_u16(key, 0, r.size) * r.dtype.type(2.0**-16)
     out[...] = r
     return out

@@ -39,6 +39,7 @@ class BFloat16(Encoder):
     name = "bf16"
     summable = True
     sum_dtype = "bfloat16"
+    dense = True
 
     def encode(self, x: Any, step: int = 0) -> Payload:
         flat = flat_f32(x)
@@ -54,6 +55,15 @@ class BFloat16(Encoder):
         res = self.out_array(xp, payload, out)
         bf16_widen(payload.buffers[0], res.view(np.uint32))
         return res.reshape(payload.shape)
+
+    def decode_add(self, payload: Payload, out: Any, *, weight: float = 1.0, start: int = 0) -> Any:
+        xp = array_module(out)
+        part = self.work(xp, "part", out.size, np.float32)
+        bf16_widen(payload.buffers[0][start : start + out.size], part.view(np.uint32))
+        if weight != 1.0:
+            xp.multiply(part, np.float32(weight), out=part)
+        xp.add(out, part, out=out)
+        return out
 
     def wire_bytes(self, d: int) -> int:
         return 2 * d

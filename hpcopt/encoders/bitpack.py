@@ -15,11 +15,9 @@ import numpy as np
 from hpcopt.backend import array_module
 
 __all__ = [
-    "apply_signs",
     "pack",
     "pack_into",
     "packed_nbytes",
-    "packed_signs",
     "plane_nbytes",
     "uint_dtype",
     "unpack",
@@ -96,22 +94,4 @@ def unpack_from(buf: Any, bits: int, stride: int, start: int, n: int, out: Any =
         if b:
             plane = plane.astype(out.dtype, copy=False) << out.dtype.type(b)
         xp.bitwise_or(out, plane, out=out)
-    return out
-
-
-def packed_signs(flat: Any, out: Any, work: Any) -> Any:
-    """Write the packed sign plane (bit 1 = negative) of ``flat`` into ``out``'s start."""
-    xp = array_module(flat)
-    xp.less(flat, np.float32(0), out=work)
-    out[: plane_nbytes(flat.size)] = xp.packbits(work)
-    return out
-
-
-def apply_signs(mag: Any, plane: Any, out: Any) -> Any:
-    """``out = mag`` negated where the packed sign ``plane`` has a 1."""
-    xp = array_module(mag)
-    out[...] = xp.unpackbits(plane)[: mag.size]
-    xp.multiply(out, np.float32(-2.0), out=out)
-    xp.add(out, np.float32(1.0), out=out)
-    xp.multiply(out, mag, out=out)
     return out

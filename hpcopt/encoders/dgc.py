@@ -8,19 +8,22 @@ from typing import Any
 import numpy as np
 
 from hpcopt.backend import array_module
-from hpcopt.encoders.base import Encoder, Payload, block_len, check_finite, flat_f32
+from hpcopt.encoders import kernels
+from hpcopt.encoders.base import Encoder, Payload, flat_f32
 from hpcopt.encoders.registry import register
 from hpcopt.encoders.sparse import (
-    above,
     check_ratio,
     count_for,
+    exact_top,
     index_dtype,
-    largest,
-    sample_abs,
-    scatter,
+    narrow,
+    sample_size,
+    sample_threshold,
     sparse_buffers,
     sparse_layout,
     split_buffers,
+    take,
+    topk_indices,
 )
 from hpcopt.errors import UsageError
 
@@ -31,7 +34,7 @@ class DGC(Encoder):
     """Sends every entry at or above the threshold that a ``sample`` fraction suggests.
 
     The count varies around k = ceil(ratio·d); above 2k the largest k are kept (as DGC
-    does). Values float32 + indices at the narrowest width for d.
+    does). Values float32 + increasing indices at the narrowest width for d.
     """
 
     name = "dgc"
@@ -49,27 +52,46 @@ class DGC(Encoder):
         flat = flat_f32(x)
         xp = array_module(flat)
         d = flat.size
-        if not d:
-            empty = sparse_buffers(flat[:0], xp.zeros(0, index_dtype(1)))
-            return Payload(empty, tuple(x.shape), step)
         k = count_for(self.ratio, d)
-        s = sample_abs(flat, self.generator(xp, step), self.sample)
-        kk = max(1, math.ceil(self.ratio * s.size))
-        thr = float(xp.partition(s, s.size - kk)[s.size - kk])
-        work = self.work(xp, "abs", block_len(xp, d), np.float32)
-        idx, total = above(flat, thr, work)
-        check_finite(total, flat, self.name)
-        if idx.size > 2 * k:
-            idx = largest(flat, idx, k)
-        values = xp.take(flat, idx)
-        return Payload(sparse_buffers(values, idx.astype(index_dtype(d))), tuple(x.shape), step)
+        idx = self._select(flat, k, self.key(step)) if d else self.work(xp, "top", 0, np.int64)
+        room = self._room(k)  # work arrays sized for any count, so none grows in a loop
+        values = self.work(xp, "values", max(room, idx.size), np.float32)[: idx.size]
+        take(flat, idx, values)
+        payload = sparse_buffers(values, narrow(self, idx, index_dtype(d), room))
+        return Payload(payload, tuple(x.shape), step)
+
+    def _select(self, flat: Any, k: int, key: int) -> Any:
+        """Entries at or above the sampled threshold; the largest k when more than 2k."""
+        xp = array_module(flat)
+        m = sample_size(flat.size, self.sample)
+        thr = sample_threshold(self, flat, key, self.sample, max(1, math.ceil(self.ratio * m)))
+        cand = self.work(xp, "cand", self._room(k), np.int64)
+        count, finite = kernels.select_above(flat, thr, cand)
+        if not finite:
+            raise ValueError(f"{self.name}: input contains NaN or Inf")
+        if count <= 2 * k:
+            return cand[:count]
+        out = self.work(xp, "top", k, np.int64)
+        if count <= cand.size:
+            return exact_top(self, flat, cand[:count], k, out, cand.size)
+        return topk_indices(self, flat, k, key)
+
+    @staticmethod
+    def _room(k: int) -> int:
+        """Candidates kept from one threshold pass (more than 2k are cut to k anyway)."""
+        return 4 * k + 64
 
     def decode(self, payload: Payload, out: Any = None) -> Any:
+        res = self.out_array(array_module(payload.buffers[0]), payload, out)
+        res[...] = 0
+        return self.decode_add(payload, res).reshape(payload.shape)
+
+    def decode_add(self, payload: Payload, out: Any, *, weight: float = 1.0, start: int = 0) -> Any:
         values, idx = split_buffers(payload.buffers)
-        xp = array_module(values)
-        res = self.out_array(xp, payload, out)
-        scatter(res, idx, values)
-        return res.reshape(payload.shape)
+        if start or out.size != payload.size:
+            raise ValueError("dgc: decode_add covers the whole vector (start 0)")
+        kernels.scatter_add(idx, False, values, out, weight)
+        return out
 
     def layout(self, d: int, nbytes: int) -> list[tuple[np.dtype, int]]:
         idx = index_dtype(d)

@@ -24,6 +24,7 @@ class Float16(Encoder):
     name = "fp16"
     summable = True
     sum_dtype = "float16"
+    dense = True
 
     def encode(self, x: Any, step: int = 0) -> Payload:
         flat = flat_f32(x)
@@ -56,6 +57,15 @@ class Float16(Encoder):
         res = self.out_array(xp, payload, out)
         halfcast.from_half(payload.buffers[0], res)
         return res.reshape(payload.shape)
+
+    def decode_add(self, payload: Payload, out: Any, *, weight: float = 1.0, start: int = 0) -> Any:
+        xp = array_module(out)
+        part = self.work(xp, "part", out.size, np.float32)
+        halfcast.from_half(payload.buffers[0][start : start + out.size], part)
+        if weight != 1.0:
+            xp.multiply(part, np.float32(weight), out=part)
+        xp.add(out, part, out=out)
+        return out
 
     def wire_bytes(self, d: int) -> int:
         return 2 * d

@@ -71,6 +71,10 @@ class ErrorFeedback(_Residual):
     def two_stage(self) -> bool:
         return False
 
+    @property
+    def dense(self) -> bool:
+        return self.encoder.dense
+
     def encode(self, x: Any, step: int = 0) -> Payload:
         """Encode x plus the carried residual, and keep what was lost."""
         flat = flat_f32(x)
@@ -82,6 +86,9 @@ class ErrorFeedback(_Residual):
 
     def decode(self, payload: Payload, out: Any = None) -> Any:
         return self.encoder.decode(payload, out)
+
+    def decode_add(self, payload: Payload, out: Any, *, weight: float = 1.0, start: int = 0) -> Any:
+        return self.encoder.decode_add(payload, out, weight=weight, start=start)
 
     def from_bytes(self, raw: Any, shape: tuple[int, ...], step: int = 0) -> Payload:
         return self.encoder.from_bytes(raw, shape, step)
@@ -115,8 +122,8 @@ class TwoStageFeedback(ErrorFeedback):
     def reconstruct(self, q: Any, out: Any = None) -> Any:
         res = self.encoder.reconstruct(q, out)  # type: ignore[attr-defined]
         mine = Payload((self._p_summed.reshape(-1), self._q_local.reshape(-1)), self._shape)
-        local = self.encoder.decode(mine)
         xp = array_module(self._m)
+        local = self.encoder.decode(mine, out=self.encoder.work(xp, "ef-local", mine.size, "f4"))
         xp.subtract(self._m, local.reshape(-1), out=self.residual)
         return res
 

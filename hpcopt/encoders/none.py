@@ -19,6 +19,7 @@ class Identity(Encoder):
     name = "none"
     unbiased = True
     summable = True
+    dense = True
 
     def encode(self, x: Any, step: int = 0) -> Payload:
         flat = flat_f32(x)
@@ -33,6 +34,16 @@ class Identity(Encoder):
         res = self.out_array(xp, payload, out)
         xp.copyto(res, payload.buffers[0])
         return res.reshape(payload.shape)
+
+    def decode_add(self, payload: Payload, out: Any, *, weight: float = 1.0, start: int = 0) -> Any:
+        xp = array_module(out)
+        values = payload.buffers[0][start : start + out.size]
+        if weight != 1.0:
+            values = xp.multiply(
+                values, np.float32(weight), out=self.work(xp, "part", out.size, "f4")
+            )
+        xp.add(out, values, out=out)
+        return out
 
     def wire_bytes(self, d: int) -> int:
         return 4 * d

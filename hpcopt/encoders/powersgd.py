@@ -73,6 +73,14 @@ class PowerSGD(Encoder):
             q = self._q[(m, n)] = host if xp is np else xp.asarray(host)
         return q
 
+    def _keep_q(self, q: Any, m: int, n: int) -> None:
+        """Keep a copy of Q as the next warm start (into the kept array when it fits)."""
+        kept = self._q.get((m, n))
+        if kept is not None and kept.shape == q.shape and array_module(kept) is array_module(q):
+            kept[...] = q
+        else:
+            self._q[(m, n)] = q.copy()
+
     def project(self, x: Any, step: int = 0) -> Any:
         """Stage 1: keep M (x as a matrix) and return P = MQ (m×r, to be summed).
 
@@ -89,18 +97,35 @@ class PowerSGD(Encoder):
     def reproject(self, p: Any) -> Any:
         """Stage 2: orthonormalize the summed P in place; return Q = MᵀP (n×r, to be summed)."""
         xp = array_module(p)
-        p[...] = xp.linalg.qr(p)[0]
+        self._orthonormalize(p)
         n = self._mat.shape[1]
         q = self.work(xp, "q", n * p.shape[1], np.float32).reshape(n, p.shape[1])
         xp.matmul(self._mat.T, p, out=q)
         return q
+
+    def _orthonormalize(self, p: Any) -> None:
+        """Gram-Schmidt on the columns of ``p`` in place (a zero column stays zero).
+
+        P·Pᵀ, all that the reconstruction uses, does not depend on which orthonormal basis
+        of P's columns is taken; this one needs no temporaries the size of P.
+        """
+        xp = array_module(p)
+        col = self.work(xp, "gs", p.shape[0], np.float32)
+        for j in range(p.shape[1]):
+            pj = p[:, j]
+            for i in range(j):
+                xp.multiply(p[:, i], xp.dot(p[:, i], pj), out=col)
+                xp.subtract(pj, col, out=pj)
+            norm = float(xp.sqrt(xp.dot(pj, pj)))
+            if norm > 0:
+                xp.multiply(pj, np.float32(1.0 / norm), out=pj)
 
     def reconstruct(self, q: Any, out: Any = None) -> Any:
         """Stage 3: x̂ = PQᵀ from the summed Q (kept as the next warm start)."""
         xp = array_module(q)
         m, n = matrix_shape(self._shape)
         p = self.work(xp, "p", m * q.shape[1], np.float32).reshape(m, -1)
-        self._q[(m, n)] = q.copy()
+        self._keep_q(q, m, n)
         return self._expand(p, q, out, self._shape)
 
     def _expand(self, p: Any, q: Any, out: Any, shape: tuple[int, ...]) -> Any:
@@ -118,7 +143,7 @@ class PowerSGD(Encoder):
     def encode(self, x: Any, step: int = 0) -> Payload:
         p = self.project(x, step)
         q = self.reproject(p)
-        self._q[matrix_shape(self._shape)] = q.copy()
+        self._keep_q(q, *matrix_shape(self._shape))
         return Payload((p.reshape(-1), q.reshape(-1)), tuple(x.shape), step)
 
     def decode(self, payload: Payload, out: Any = None) -> Any:

@@ -8,24 +8,9 @@ from typing import Any
 import numpy as np
 
 from hpcopt.backend import array_module
-from hpcopt.encoders.base import (
-    BLOCK,
-    Encoder,
-    Payload,
-    blocks,
-    check_finite,
-    flat_f32,
-    stochastic_floor,
-)
-from hpcopt.encoders.bitpack import (
-    apply_signs,
-    pack_into,
-    packed_nbytes,
-    packed_signs,
-    plane_nbytes,
-    uint_dtype,
-    unpack_from,
-)
+from hpcopt.encoders import kernels
+from hpcopt.encoders.base import BLOCK, Encoder, Payload, blocks, check_finite, flat_f32
+from hpcopt.encoders.bitpack import packed_nbytes, plane_nbytes
 from hpcopt.encoders.registry import register
 from hpcopt.errors import UsageError
 
@@ -37,10 +22,12 @@ class QSGD(Encoder):
 
     ``s = levels`` magnitudes 1..s plus 0 need ``bitlen(s)`` bits: s=15 packs into 5 bits
     with the sign, s=16 into 6. Randomness has 2**-16 resolution (bias below 2**-16 level).
+    Planes: the sign plane, then bit b of the level for b = 0..bitlen(s)-1.
     """
 
     name = "qsgd"
     unbiased = True
+    dense = True
 
     def __init__(self, *, levels: int = 15, bucket: int = 512, seed: int = 0, rank: int = 0):
         super().__init__(seed=seed, rank=rank)
@@ -56,65 +43,63 @@ class QSGD(Encoder):
         return -(-d // self.bucket)
 
     def _block(self) -> int:
-        unit = math.lcm(self.bucket, 8)
-        return unit * max(1, BLOCK // unit)
+        return self.bucket * max(1, BLOCK // self.bucket)
 
     def encode(self, x: Any, step: int = 0) -> Payload:
         flat = flat_f32(x)
         xp = array_module(flat)
         d, nb = flat.size, self._buckets(flat.size)
         norms = self.work(xp, "norms", nb, np.float32)
-        bits = self.work(xp, "bits", packed_nbytes(d, self.mag_bits + 1), np.uint8)
-        gen = self.generator(xp, step)
+        scales = self.work(xp, "scales", nb, np.float32)
         for lo, hi in blocks(xp, d, self._block()):
-            self._encode_block(flat, lo, hi, norms, bits, gen)
+            self._norms(flat, lo, hi, norms, scales)
+        bits = self.work(xp, "bits", packed_nbytes(d, self.mag_bits + 1), np.uint8)
+        stride = plane_nbytes(d)
+        kernels.quantize(flat, scales, self.bucket, self.levels, self.key(step), 0, bits, stride)
         return Payload((norms, bits), tuple(x.shape), step)
 
-    def _encode_block(self, flat: Any, lo: int, hi: int, norms: Any, bits: Any, gen: Any) -> None:
-        """Quantize and pack elements lo:hi (whole buckets) into ``norms`` and ``bits``."""
+    def _norms(self, flat: Any, lo: int, hi: int, norms: Any, scales: Any) -> None:
+        """Norms of the buckets in lo:hi (whole buckets), and levels / norm (0 for norm 0)."""
         xp = array_module(flat)
-        n, nb = hi - lo, self._buckets(hi - lo)
-        a = self.work(xp, "abs", nb * self.bucket, np.float32)
-        xp.abs(flat[lo:hi], out=a[:n])
-        a[n:] = 0
-        a2 = a.reshape(nb, self.bucket)
-        sq = xp.einsum("ij,ij->i", a2, a2)
-        if not check_finite(float(sq.sum()), flat[lo:hi], self.name):
-            wide = a2.astype(np.float64)
-            sq = xp.einsum("ij,ij->i", wide, wide)
-        mine = norms[lo // self.bucket : lo // self.bucket + nb]
-        mine[...] = xp.sqrt(sq)
-        nonzero = mine > 0
-        scale = (np.float32(self.levels) / xp.where(nonzero, mine, 1)) * nonzero
-        xp.multiply(a2, scale.astype(np.float32)[:, None], out=a2)
-        lev = self.work(xp, "levels", n, uint_dtype(self.mag_bits))
-        stochastic_floor(a[:n], gen, self.work(xp, "u", n, np.float32), lev)
-        stride = plane_nbytes(flat.size)
-        packed_signs(flat[lo:hi], bits[lo // 8 :], self.work(xp, "neg", n, np.bool_))
-        work = self.work(xp, "packwork", n, lev.dtype)
-        pack_into(lev, self.mag_bits, bits[stride:], stride, lo, work)
+        full = (hi - lo) // self.bucket
+        at = lo // self.bucket
+        nb = self._buckets(hi - lo)
+        sq = self.work(xp, "sq", nb, np.float32)
+        if full:
+            rows = flat[lo : lo + full * self.bucket].reshape(full, self.bucket)
+            if xp is np:
+                np.einsum("ij,ij->i", rows, rows, out=sq[:full])
+            else:
+                sq[:full] = xp.einsum("ij,ij->i", rows, rows)
+        if nb > full:
+            tail = flat[lo + full * self.bucket : hi]
+            sq[full] = xp.dot(tail, tail)
+        mine, scale = norms[at : at + nb], scales[at : at + nb]
+        if check_finite(float(sq.sum()), flat[lo:hi], self.name):
+            xp.sqrt(sq, out=mine)
+        else:  # squares beyond float32: sum them in float64
+            wide = xp.zeros(nb * self.bucket, np.float64)
+            wide[: hi - lo] = flat[lo:hi]
+            rows = wide.reshape(nb, self.bucket)
+            mine[...] = xp.sqrt(xp.einsum("ij,ij->i", rows, rows))
+        pos = mine > 0
+        xp.divide(np.float32(self.levels), xp.where(pos, mine, np.float32(1)), out=scale)
+        xp.multiply(scale, pos, out=scale)
 
     def decode(self, payload: Payload, out: Any = None) -> Any:
-        norms, bits = payload.buffers
-        xp = array_module(bits)
-        res = self.out_array(xp, payload, out)
-        for lo, hi in blocks(xp, res.size, self._block()):
-            self._decode_block(norms, bits, lo, hi, res)
+        res = self.out_array(array_module(payload.buffers[1]), payload, out)
+        self._dequantize(payload, res, 1.0, 0, False)
         return res.reshape(payload.shape)
 
-    def _decode_block(self, norms: Any, bits: Any, lo: int, hi: int, res: Any) -> None:
-        """Decode elements lo:hi (whole buckets) into ``res``."""
-        xp = array_module(bits)
-        n, nb, stride = hi - lo, self._buckets(hi - lo), plane_nbytes(res.size)
-        lev = self.work(xp, "dlev", n, uint_dtype(self.mag_bits))
-        unpack_from(bits[stride:], self.mag_bits, stride, lo, n, lev)
-        full = self.work(xp, "dec", nb * self.bucket, np.float32)
-        full[:n] = lev
-        full[n:] = 0
-        f2 = full.reshape(nb, self.bucket)
-        mine = norms[lo // self.bucket : lo // self.bucket + nb]
-        xp.multiply(f2, (mine / np.float32(self.levels))[:, None], out=f2)
-        apply_signs(full[:n], bits[lo // 8 : lo // 8 + plane_nbytes(n)], res[lo:hi])
+    def decode_add(self, payload: Payload, out: Any, *, weight: float = 1.0, start: int = 0) -> Any:
+        self._dequantize(payload, out, weight, start, True)
+        return out
+
+    def _dequantize(self, payload: Payload, out: Any, weight: float, start: int, add: bool) -> None:
+        norms, bits = payload.buffers
+        stride = plane_nbytes(payload.size)
+        kernels.dequantize(bits, stride, self.mag_bits, norms, float(self.levels), self.bucket,
+                           start, out, weight, add)  # fmt: skip
 
     def wire_bytes(self, d: int) -> int:
         return 4 * self._buckets(d) + packed_nbytes(d, self.mag_bits + 1)

@@ -7,9 +7,10 @@ from typing import Any
 import numpy as np
 
 from hpcopt.backend import array_module
+from hpcopt.encoders import kernels
 from hpcopt.encoders.base import Encoder, Payload, check_finite, flat_f32
 from hpcopt.encoders.registry import register
-from hpcopt.encoders.sparse import check_ratio, count_for, scatter
+from hpcopt.encoders.sparse import check_ratio, count_for
 
 __all__ = ["RandomK"]
 
@@ -53,13 +54,20 @@ class RandomK(Encoder):
         return Payload((values,), tuple(x.shape), step)
 
     def decode(self, payload: Payload, out: Any = None) -> Any:
+        res = self.out_array(array_module(payload.buffers[0]), payload, out)
+        res[...] = 0
+        return self.decode_add(payload, res).reshape(payload.shape)
+
+    def decode_add(self, payload: Payload, out: Any, *, weight: float = 1.0, start: int = 0) -> Any:
         (values,) = payload.buffers
+        if start or out.size != payload.size:
+            raise ValueError("randomk: decode_add covers the whole vector (start 0)")
         xp = array_module(values)
-        res = self.out_array(xp, payload, out)
-        scatter(res, self.indices(xp, res.size, payload.step), values)
         if self.scaled and values.size:
-            xp.multiply(res, np.float32(res.size / values.size), out=res)
-        return res.reshape(payload.shape)
+            scaled = self.work(xp, "scaled", values.size, np.float32)
+            values = xp.multiply(values, np.float32(out.size / values.size), out=scaled)
+        kernels.scatter_add(self.indices(xp, out.size, payload.step), False, values, out, weight)
+        return out
 
     def wire_bytes(self, d: int) -> int:
         return 4 * count_for(self.ratio, d)

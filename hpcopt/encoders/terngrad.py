@@ -8,16 +8,9 @@ from typing import Any
 import numpy as np
 
 from hpcopt.backend import array_module
-from hpcopt.encoders.base import (
-    Encoder,
-    Payload,
-    blocks,
-    check_finite,
-    flat_f32,
-    stochastic_floor,
-    sum_squares,
-)
-from hpcopt.encoders.bitpack import apply_signs, packed_signs, plane_nbytes
+from hpcopt.encoders import kernels
+from hpcopt.encoders.base import Encoder, Payload, blocks, check_finite, flat_f32, sum_squares
+from hpcopt.encoders.bitpack import plane_nbytes
 from hpcopt.encoders.registry import register
 from hpcopt.errors import UsageError
 
@@ -25,9 +18,14 @@ __all__ = ["TernGrad"]
 
 
 class TernGrad(Encoder):
-    """Clip at ``clip``·σ (0 = no clipping, then unbiased), then s·sign·Bernoulli(|g|/s)."""
+    """Clip at ``clip``·σ (0 = no clipping, then unbiased), then s·sign·Bernoulli(|g|/s).
+
+    The keep bit is the stochastic level min(floor(|g|/s + u), 1) of the QSGD kernel with
+    one level: |g| >= s (clipped) always keeps. Planes: signs, then keeps.
+    """
 
     name = "terngrad"
+    dense = True
 
     def __init__(self, *, clip: float = 2.5, seed: int = 0, rank: int = 0) -> None:
         super().__init__(seed=seed, rank=rank)
@@ -44,7 +42,7 @@ class TernGrad(Encoder):
         with np.errstate(over="ignore"):
             for lo, hi in blocks(xp, d):
                 c = flat[lo:hi]
-                sq += float(xp.dot(c, c))
+                sq += float(xp.einsum("i,i->", c, c))  # not BLAS: no thread pool
                 total += float(c.sum())
                 top = max(top, float(c.max()), -float(c.min()))
         if not check_finite(sq + total, flat, self.name):
@@ -62,39 +60,26 @@ class TernGrad(Encoder):
         s = self._scale(flat)
         scale = self.work(xp, "scale", 1, np.float32)
         scale[0] = s
+        inverse = self.work(xp, "inverse", 1, np.float32)
+        inverse[0] = 1.0 / s if s > 0 else 0.0
         bits = self.work(xp, "bits", 2 * plane_nbytes(d), np.uint8)
-        gen = self.generator(xp, step)
-        for lo, hi in blocks(xp, d):
-            self._encode_block(flat, lo, hi, s, bits, gen)
+        kernels.quantize(flat, inverse, max(d, 1), 1, self.key(step), 0, bits, plane_nbytes(d))
         return Payload((scale, bits), tuple(x.shape), step)
 
-    def _encode_block(self, flat: Any, lo: int, hi: int, s: float, bits: Any, gen: Any) -> None:
-        """Keep element i of lo:hi with probability |g_i|/s; pack signs and keeps."""
-        xp = array_module(flat)
-        n = hi - lo
-        a = self.work(xp, "abs", n, np.float32)
-        xp.abs(flat[lo:hi], out=a)
-        if s > 0:
-            xp.minimum(a, np.float32(s), out=a)
-            xp.multiply(a, np.float32(1.0 / s), out=a)
-        keep = self.work(xp, "keep", n, np.uint8)
-        stochastic_floor(a, gen, self.work(xp, "u", n, np.float32), keep)
-        at, stop = lo // 8, lo // 8 + plane_nbytes(n)
-        plane = plane_nbytes(flat.size)
-        bits[plane + at : plane + stop] = xp.packbits(keep)
-        packed_signs(flat[lo:hi], bits[at:], self.work(xp, "neg", n, np.bool_))
-
     def decode(self, payload: Payload, out: Any = None) -> Any:
-        scale, bits = payload.buffers
-        xp = array_module(bits)
-        res = self.out_array(xp, payload, out)
-        d = res.size
-        step_bytes = plane_nbytes(d)
-        mag = self.work(xp, "mag", d, np.float32)
-        mag[...] = xp.unpackbits(bits[step_bytes:])[:d]
-        xp.multiply(mag, scale[0], out=mag)
-        apply_signs(mag, bits[:step_bytes], res)
+        res = self.out_array(array_module(payload.buffers[1]), payload, out)
+        self._dequantize(payload, res, 1.0, 0, False)
         return res.reshape(payload.shape)
+
+    def decode_add(self, payload: Payload, out: Any, *, weight: float = 1.0, start: int = 0) -> Any:
+        self._dequantize(payload, out, weight, start, True)
+        return out
+
+    def _dequantize(self, payload: Payload, out: Any, weight: float, start: int, add: bool) -> None:
+        scale, bits = payload.buffers
+        d = payload.size
+        kernels.dequantize(bits, plane_nbytes(d), 1, scale, 1.0, max(d, 1), start, out, weight,
+                           add)  # fmt: skip
 
     def wire_bytes(self, d: int) -> int:
         return 4 + 2 * plane_nbytes(d)

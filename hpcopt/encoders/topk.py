@@ -7,16 +7,18 @@ from typing import Any
 import numpy as np
 
 from hpcopt.backend import array_module
-from hpcopt.encoders.base import Encoder, Payload, block_len, check_finite, flat_f32
+from hpcopt.encoders import kernels
+from hpcopt.encoders.base import Encoder, Payload, flat_f32
 from hpcopt.encoders.registry import register
 from hpcopt.encoders.sparse import (
     check_ratio,
     count_for,
     index_dtype,
-    scatter,
+    narrow,
     sparse_buffers,
     sparse_layout,
     split_buffers,
+    take,
     topk_indices,
 )
 
@@ -24,7 +26,8 @@ __all__ = ["TopK"]
 
 
 class TopK(Encoder):
-    """Exactly k = ceil(ratio·d) entries; ``delta=1`` sends sorted index gaps instead.
+    """Exactly k = ceil(ratio·d) entries, increasing indices (ties to the lower index);
+    ``delta=1`` sends index gaps instead.
 
     Gaps use the narrowest width that fits the largest gap; the receiver infers the
     width from the payload size, so no header is needed.
@@ -44,29 +47,30 @@ class TopK(Encoder):
         xp = array_module(flat)
         d = flat.size
         k = count_for(self.ratio, d)
-        work = self.work(xp, "abs", block_len(xp, d), np.float32)
-        idx, total = topk_indices(flat, k, self.generator(xp, step), work)
-        check_finite(total, flat, self.name)
-        if self.delta:
-            idx = xp.sort(idx)
+        idx = topk_indices(self, flat, k, self.key(step))
         values = self.work(xp, "values", k, np.float32)
-        xp.take(flat, idx, out=values)
+        take(flat, idx, values)
         return Payload(sparse_buffers(values, self._indices(xp, idx, d)), tuple(x.shape), step)
 
     def _indices(self, xp: Any, idx: Any, d: int) -> Any:
         if not self.delta or idx.size == 0:
-            return idx.astype(index_dtype(d))
-        gaps = xp.diff(idx, prepend=0)
-        return gaps.astype(index_dtype(int(gaps.max()) + 1))
+            return narrow(self, idx, index_dtype(d))
+        gaps = self.work(xp, "gaps", idx.size, np.int64)
+        gaps[0] = idx[0]
+        xp.subtract(idx[1:], idx[:-1], out=gaps[1:])
+        return narrow(self, gaps, index_dtype(int(gaps.max()) + 1))
 
     def decode(self, payload: Payload, out: Any = None) -> Any:
+        res = self.out_array(array_module(payload.buffers[0]), payload, out)
+        res[...] = 0
+        return self.decode_add(payload, res).reshape(payload.shape)
+
+    def decode_add(self, payload: Payload, out: Any, *, weight: float = 1.0, start: int = 0) -> Any:
         values, idx = split_buffers(payload.buffers)
-        xp = array_module(values)
-        res = self.out_array(xp, payload, out)
-        if self.delta:
-            idx = xp.cumsum(idx, dtype=np.int64)
-        scatter(res, idx, values)
-        return res.reshape(payload.shape)
+        if start or out.size != payload.size:
+            raise ValueError("topk: decode_add covers the whole vector (start 0)")
+        kernels.scatter_add(idx, self.delta, values, out, weight)
+        return out
 
     def wire_bytes(self, d: int) -> int | None:
         if self.delta:

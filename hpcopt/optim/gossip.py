@@ -11,6 +11,7 @@ from hpcopt.aggregation import Plan, plan
 from hpcopt.aggregation.wire import as_bytes, padded
 from hpcopt.backend import Scratch
 from hpcopt.encoders import Codec, Payload
+from hpcopt.encoders.base import decode_sum
 from hpcopt.errors import UsageError
 from hpcopt.optim.base import OPTIMIZERS, Config, Ledger, Optimizer
 from hpcopt.optim.topology import TOPOLOGIES, metropolis_row, neighbors
@@ -68,7 +69,8 @@ class Gossip:
         return recv, displs
 
     def mix(self, payload: Payload, encoder: Codec, ledger: Ledger, step: int) -> np.ndarray:
-        """Σ_j w_ij·decode(payload_j) over the neighbours j; bytes and times to ``ledger``."""
+        """Σ_j w_ij·decode(payload_j) over the neighbours j (one decode-and-sum, into a work
+        array valid until the next call); bytes and times to ``ledger``."""
         d = payload.size
         t0 = MPI.Wtime()
         own = as_bytes(payload, self.scratch, "send")
@@ -82,11 +84,12 @@ class Gossip:
             sizes = np.full(len(self.peers), own.nbytes, dtype=np.int64)
         recv, displs = self._move(own, sizes)
         t2 = MPI.Wtime()
-        acc = np.zeros(d, dtype=np.float32)
-        work = self.scratch.get("work", d, np.float32)
-        for w, a, n in zip(self.weights, displs, sizes, strict=True):
-            peer = encoder.from_bytes(recv[a : a + n], payload.shape, step)
-            acc += np.float32(w) * encoder.decode(peer, out=work).reshape(-1)
+        peers = [
+            encoder.from_bytes(recv[a : a + n], payload.shape, step)
+            for a, n in zip(displs.tolist(), sizes.tolist(), strict=True)
+        ]
+        acc = decode_sum(encoder, peers, self.scratch.get("acc", d, np.float32),
+                         weights=self.weights)  # fmt: skip
         t3 = MPI.Wtime()
         times = {"encode": t1 - t0, "communicate": t2 - t1, "decode": t3 - t2}
         ledger.add(nbytes, times, messages=len(self.peers))

@@ -108,6 +108,10 @@ def test_suite_runs_the_default_kernels_into_one_log(tmp_path: Path) -> None:
     proc = hpcopt("suite", "-e", "64K", "-o", str(out), "--tag", "unit", timeout=240)
     assert proc.returncode == 0, proc.stderr
     assert "allreduce (2 ranks)" in proc.stdout and "p2p: latency" in proc.stdout
+    verdicts = [line for line in proc.stdout.splitlines() if "pays below" in line]
+    assert len(verdicts) == 3 and all("GB/s" in line for line in verdicts), proc.stdout
+    names = ("fp16 is", "sign+ef is", "topk:ratio=0.01+ef is")
+    assert all(name in line for name, line in zip(names, verdicts, strict=True))
     report = json.loads(hpcopt("report", str(out), "--format", "json").stdout)
     kernels = {r["kernel"] for r in report}
     assert {"allreduce", "p2p"} <= kernels

@@ -19,7 +19,7 @@ from hpcopt.encoders import Encoder, Payload, get_encoder, register
 
 pytestmark = pytest.mark.mpi
 COMM = MPI.COMM_WORLD
-SIZES = (1000, 5, 0)
+SIZES = (1000, 5, 0, 1, 70_001)  # 70_001: more than one block of the fused decode-and-sum
 
 SPECS = [
     "none", "fp16", "bf16", "qsgd", "qsgd:levels=127,bucket=64", "qsgd-elias", "terngrad",

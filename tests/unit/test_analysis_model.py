@@ -20,7 +20,7 @@ from analysis_synth import (
 
 from hpcopt.analysis.fits import fit_log
 from hpcopt.analysis.model import coefficients, fit_linear, lower_bound, predict
-from hpcopt.analysis.predict import break_even, predict_table
+from hpcopt.analysis.predict import break_even, link_break_even, predict_table
 from hpcopt.cli import main
 from hpcopt.log import read_log
 
@@ -105,8 +105,20 @@ def test_break_even_equalizes_compressed_and_plain_time(rounds: int) -> None:
     if rounds:
         packed = enc + predict("ring", p, m, A, beta, G) + (rounds - 1) * 2 * (p - 1) * A + dec
     else:
-        packed = enc + (p - 1) * A + (p - 1) * m * beta + p * dec + (p - 1) * n * G
+        packed = enc + (p - 1) * A + (p - 1) * m * beta + p * dec  # decode covers the sum
     assert packed == pytest.approx(plain, rel=1e-9)
+
+
+def test_link_break_even_from_measured_times() -> None:
+    """T = T0 + wire·β on both sides: equal times at the reported bandwidth."""
+    beta = 1 / 2e9
+    ring, squeezed = (0.010, 16 << 20), (0.030, 1 << 19)
+    pays = link_break_even(*squeezed, *ring, beta)
+    b = 1 / (pays * 1e9)
+    at = [t - w * beta + w * b for t, w in (squeezed, ring)]
+    assert at[0] == pytest.approx(at[1], rel=1e-9)
+    assert link_break_even(0.001, 1 << 19, *ring, beta) == math.inf
+    assert link_break_even(0.005, 16 << 20, *ring, beta) == 0.0
 
 
 def test_allgather_never_pays_beyond_twice_the_ratio() -> None:

@@ -296,3 +296,20 @@ def test_cupy_matches_numpy_shape(spec: str) -> None:
         "dgc",
         "topk:ratio=0.1,delta=1",
     )
+
+
+@pytest.mark.parametrize("spec", ["sign", "natural", "fp16", "topk:ratio=0.01", "dgc"])
+def test_cupy_payload_bits_match_numpy(spec: str) -> None:
+    """Encoders without a float reduction in their payload give the host's bits on a GPU
+    (sign: the packed signs; the scale is a sum, equal to rounding)."""
+    cp = cupy_or_none()
+    if cp is None:
+        pytest.skip("no usable GPU/CuPy")
+    x = big((1 << 18) + 4097, 3)
+    host = get_encoder(spec).encode(x, 2)
+    dev = get_encoder(spec).encode(cp.asarray(x), 2)
+    for h, d in zip(host.buffers, dev.buffers, strict=True):
+        if spec == "sign" and h.dtype == np.float32:
+            assert np.allclose(d.get(), h, rtol=1e-6)
+        else:
+            assert np.array_equal(d.get(), h), spec

@@ -65,3 +65,18 @@ def test_p2p_on_device_buffers(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert all(r["wrong"] == 0 for r in read_log(out).records())
+
+
+@pytest.mark.parametrize("method", ["allgather", "two-phase", "vote"])
+def test_compressed_allreduce_on_device_buffers(tmp_path: Path, method: str) -> None:
+    """Compressed paths (fused decode-and-sum on the GPU) at 2 ranks sharing the device."""
+    out = tmp_path / "c.h5"
+    specs = ["sign"] if method == "vote" else ["qsgd", "topk:ratio=0.01", "natural"]
+    proc = run_mpi(
+        ROOT / "kernels" / "allreduce.py", 2, "--device", "cuda", "-b", "4K", "-e", "4M",
+        "-f", "32", "-n", "3", "-w", "1", "-q", "-o", str(out), "--method", method,
+        *(f"--encoder={s}" for s in specs),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    records = read_log(out).records()
+    assert records and all(r["wrong"] == 0 and r["rel_error"] < 2 for r in records)
