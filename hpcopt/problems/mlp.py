@@ -135,6 +135,10 @@ class MLP(Problem):
         views = [x[lo:hi].reshape(shape) for lo, hi, shape in self.tensors]
         return list(zip(views[::2], views[1::2], strict=True))
 
+    def data_bytes(self, rows: int) -> int:
+        """Features (d per sample, float64) and labels of ``rows`` samples."""
+        return 8 * rows * (self.d_in + 1)
+
     def init_point(self) -> Vector:
         """Weights ~ N(0, 1/fan_in), biases 0, from the seed."""
         rng = stream(self.seed, INIT)
