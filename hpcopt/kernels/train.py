@@ -8,8 +8,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from mpi4py import MPI
 
+from hpcopt.aggregation import plan
+from hpcopt.aggregation.adaptive import adaptive_of
 from hpcopt.bench.console import Table
 from hpcopt.bench.program import (
     KernelParser,
@@ -19,11 +22,13 @@ from hpcopt.bench.program import (
     validate_collectively,
 )
 from hpcopt.errors import UsageError
+from hpcopt.log import LogWriter
 from hpcopt.meta import collect_meta
 from hpcopt.optim import Config, Optimizer, available, check
 from hpcopt.optim.run import average_model, print_progress, train
 from hpcopt.problems import Problem, get_problem
 from hpcopt.registry import Selection, load_plugins
+from hpcopt.resilience import Survivor, ulfm_problem
 
 __all__ = ["main", "parser"]
 
@@ -46,12 +51,16 @@ def parser() -> KernelParser:
     add("--ef", action="store_true", help="error feedback (sync, local, easgd)")
     add("--lr", type=float, default=None, help="step size (default: the problem's 1/L)")
     add("--batch", type=int, default=0, help="minibatch per rank; 0 = full local gradient")
-    add("--method", default="auto", help="compressed allreduce path (auto, allgather, ...)")
+    add("--method", default="auto", metavar="SPEC", help="compressed allreduce path: auto, "
+        "allgather, two-phase, ..., hierarchical[:ppn=N,intra=fp16,leaders=PATH] or "
+        "secure[:threshold=T,dropouts=K,...] (default auto)")  # fmt: skip
     add("--allreduce", default="native", help="core allreduce algorithm (default native)")
     add("--eps", type=float, default=1e-3, help="target f(x̄) − f* (loss for mlp)")
     add("--max-iters", type=int, default=1000, help="iteration budget (default 1000)")
     add("--eval-every", type=int, default=1, help="measure every N iterations (default 1)")
     add("--seed", type=int, default=0, help="data and algorithm seed (default 0)")
+    add("--tolerate-failures", action="store_true", help="survive lost ranks (ULFM: Open MPI 5 "
+        "under mpirun --with-ft ulfm); the survivors take over the lost ranks' data")  # fmt: skip
     add_output_flags(ps)
     return ps
 
@@ -74,10 +83,32 @@ def _setup(comm: MPI.Comm, argv: Sequence[str] | None) -> tuple[Any, ...]:
             raise UsageError("--eps must be > 0, --max-iters and --eval-every >= 1")
         problem = get_problem(args.problem, rank=comm.rank, size=comm.size, seed=args.seed)
         cfg = config(args, args.lr if args.lr is not None else 1.0)  # 1/L once the data exist
-        return args, problem, cfg, check(args.algo, cfg, comm.size)
+        selection = check(args.algo, cfg, comm.size)
+        chosen = plan(cfg.encoder, ef=cfg.ef, method=cfg.method, algorithm=cfg.allreduce,
+                      ranks=comm.size)  # fmt: skip
+        if args.tolerate_failures:
+            _check_tolerance(selection, chosen.path)
+        return args, problem, cfg, selection
 
     args, problem, cfg, selection = validate_collectively(comm, validate)
-    return args, problem, cfg, selection, open_log(comm, KERNEL, args)
+    writer = open_log(comm, KERNEL, args)
+    if args.tolerate_failures:  # whoever is rank 0 at the end writes the log
+        args.output = comm.bcast(str(writer.path) if writer is not None else None, root=0)
+    return args, problem, cfg, selection, writer
+
+
+def _check_tolerance(selection: Selection[Optimizer], path: str) -> None:
+    """UsageError unless this MPI has working ULFM and the run can continue on survivors."""
+    problem = ulfm_problem()
+    if problem is not None:
+        raise UsageError(problem)
+    cls: Any = selection.entry.factory
+    if not cls.replicated:
+        raise UsageError(f"--tolerate-failures needs an algorithm whose ranks hold the same "
+                         f"model (sync), not {selection.name}")  # fmt: skip
+    if path == "secure":
+        raise UsageError("--tolerate-failures does not apply to --method secure (its drop-outs "
+                         "are simulated)")  # fmt: skip
 
 
 def _options(selection: Selection[Optimizer]) -> dict[str, Any]:
@@ -90,13 +121,25 @@ def _body(comm: MPI.Comm, state: tuple[Any, ...]) -> int:
     ref = problem.reference(comm)
     if args.lr is None:
         cfg = dataclasses.replace(cfg, lr=problem.default_lr())
-    opt = selection.build(comm=comm, problem=problem, cfg=cfg)
-    meta = collect_meta(comm, kernel=KERNEL, tag=args.tag, device="cpu", cuda_aware=False)
+    opt: Any = selection.build(comm=comm, problem=problem, cfg=cfg)
+    if args.tolerate_failures:
+        opt = Survivor(opt, lambda i: get_problem(args.problem, rank=i, size=comm.size,
+                                                  seed=args.seed))  # fmt: skip
+    else:
+        meta = collect_meta(comm, kernel=KERNEL, tag=args.tag, device="cpu", cuda_aware=False)
     show = comm.rank == 0 and not args.quiet
     fields, arrays = train(
         opt, eps=args.eps, max_iters=args.max_iters, f_star=ref.f_star,
         eval_every=args.eval_every, progress=print_progress if show else None,
     )  # fmt: skip
+    if args.tolerate_failures:
+        meta = collect_meta(opt.comm, kernel=KERNEL, tag=args.tag, device="cpu",
+                            cuda_aware=False, ranks_start=comm.size)  # fmt: skip
+        fields.update(_failures(opt))
+        if opt.comm.rank == 0 and writer is None:
+            writer = LogWriter(args.output, overwrite=True)  # rank 0 was lost: take over
+    fields.update(_links(opt))
+    arrays.update(_adaptive(opt, fields))
     record = {
         "kernel": KERNEL, "algo": selection.name, "encoder": opt.plan.encoder_label,
         "problem": problem.spec, "ranks": comm.size, "eps": args.eps, "dim": problem.dim,
@@ -106,11 +149,52 @@ def _body(comm: MPI.Comm, state: tuple[Any, ...]) -> int:
     }  # fmt: skip
     if hasattr(problem, "accuracy"):  # classifiers: held-out accuracy at x̄
         record["final_accuracy"] = float(problem.accuracy(average_model(opt)))
-    if writer is not None:
+    if writer is not None and opt.comm.rank == 0:
         writer.start_run(meta)
         writer.append(record, arrays)
         _print_summary(meta, record, writer.close())
     return 0
+
+
+def _links(opt: Any) -> dict[str, float]:
+    """Bits per rank on each link class (mean over ranks), where the path splits them."""
+    classes = ("intra", "inter")
+    mine = np.array([8.0 * opt.ledger.links.get(k, 0) for k in classes])
+    opt.comm.Allreduce(MPI.IN_PLACE, mine)
+    known = opt.comm.allreduce(bool(opt.ledger.links), op=MPI.LOR)
+    return (
+        {f"{k}_bits": v / opt.comm.size for k, v in zip(classes, mine, strict=True)}
+        if known
+        else {}
+    )
+
+
+def _adaptive(opt: Any, fields: dict[str, Any]) -> dict[str, np.ndarray]:
+    """Rank 0's adaptive choices per aggregation: iteration, knob value, signal."""
+    adaptive = adaptive_of(opt.codec)
+    if adaptive is None:
+        return {}
+    fields["adapt_choices"] = adaptive.summary()
+    fields["adapt_rule"] = adaptive.rule
+    steps, levels, signals = (
+        zip(*adaptive.history, strict=True) if adaptive.history else ((), (), ())
+    )
+    return {
+        "adapt_iter": np.array(steps, dtype=np.int64),
+        "adapt_value": np.array([adaptive.values[k] for k in levels], dtype=np.float64),
+        "adapt_signal": np.array(signals, dtype=np.float64),
+    }
+
+
+def _failures(opt: Survivor) -> dict[str, Any]:
+    """What the run survived: ranks at the end, the lost ranks and when they were noticed."""
+    events = opt.events
+    return {
+        "ranks_final": opt.comm.size,
+        "lost_ranks": ",".join(str(r) for e in events for r in e["lost"]),
+        "lost_at_iters": ",".join(str(e["iter"]) for e in events),
+        "recovery_s": sum(e["recovery_s"] for e in events),
+    }
 
 
 def _print_summary(meta: dict[str, Any], record: dict[str, Any], path: Path) -> None:
