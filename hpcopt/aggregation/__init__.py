@@ -42,7 +42,17 @@ from hpcopt.aggregation.vote import vote
 from hpcopt.backend import Scratch
 from hpcopt.encoders import Codec
 
-__all__ = ["METHODS", "PATHS", "PHASES", "Clock", "Plan", "Result", "aggregate", "plan"]
+__all__ = [
+    "METHODS",
+    "PATHS",
+    "PHASES",
+    "Clock",
+    "Plan",
+    "Result",
+    "aggregate",
+    "plan",
+    "run_path",
+]
 
 PATHS: dict[str, Callable[..., Result]] = {
     "summable": summable,
@@ -66,15 +76,15 @@ def aggregate(
     """
     adaptive = adaptive_of(codec)
     if adaptive is not None:
-        call = functools.partial(_run, comm, x, codec, chosen, step, scratch)
+        call = functools.partial(run_path, comm, x, codec, chosen, step, scratch)
         return run_adaptive(comm, x, codec, adaptive, step, compute_s, call)
-    return _run(comm, x, codec, chosen, step, scratch)
+    return run_path(comm, x, codec, chosen, step, scratch)
 
 
-def _run(
+def run_path(
     comm: MPI.Comm, x: Any, codec: Codec, chosen: Plan, step: int, scratch: Scratch | None
 ) -> Result:
-    """One call of the plan's path."""
+    """One call of the plan's path, without the adaptive encoder's control around it."""
     kwargs: dict[str, Any] = {"step": step, "scratch": scratch, **chosen.method_options}
     if chosen.stages:
         kwargs["algorithm"] = chosen.algorithm

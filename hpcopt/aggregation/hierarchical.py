@@ -50,7 +50,7 @@ def hierarchical(
     inner: Any, ranks_per_node: int = 0, intra: str = "fp32",
 ) -> Result:  # fmt: skip
     """Node sum → flat path ``inner`` among leaders → node broadcast; bytes per link class."""
-    from hpcopt.aggregation import aggregate
+    from hpcopt.aggregation import run_path
 
     xp = array_module(x)
     scratch = scratch or Scratch(xp)
@@ -60,7 +60,7 @@ def hierarchical(
     clock.lap("communicate")
     inter_bytes = 0
     if leaders != MPI.COMM_NULL and leaders.size > 1:
-        res = aggregate(leaders, partial.reshape(x.shape), codec, inner, step=step, scratch=scratch)
+        res = run_path(leaders, partial.reshape(x.shape), codec, inner, step, scratch)
         for phase, seconds in res.times.items():
             clock.times[phase] += seconds
         clock.t = MPI.Wtime()
