@@ -43,12 +43,25 @@ usage() {
     die "usage: ${0##*/} shm|tcp|veth:RATE[:DELAY_US]|two-level:NODESxRANKS:RATE[:DELAY_US]|uneven:RATE[@DELAY_US],... -- KERNEL [kernel flags]"
 }
 
-# Remove what this run created: delay holders, namespaces (and so the veth pair), temp folder.
+# With HPCOPT_LINK_BYTES=FILE: one line per node link, "NODE TX_BYTES RX_BYTES", as counted
+# by the node's end of its link (IP packets with headers, the kernel's traffic and any other).
+save_link_bytes() {
+    local i stats
+    [[ -n ${HPCOPT_LINK_BYTES:-} ]] || return 0
+    for i in ${NODE_NS[@]+"${!NODE_NS[@]}"}; do
+        stats=/sys/class/net/$IFACE/statistics
+        ip netns exec "${NODE_NS[i]}" sh -c "echo $i \$(cat $stats/tx_bytes) \$(cat $stats/rx_bytes)" \
+            >>"$HPCOPT_LINK_BYTES" 2>/dev/null || true
+    done
+}
+
+# Remove what this run created: delay holders, namespaces (and so the links), temp folder.
 cleanup() {
     local ns pid
     for pid in $LAUNCHER_PID ${HOLDERS[@]+"${HOLDERS[@]}"}; do
         kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
     done
+    save_link_bytes
     for ns in ${CREATED[@]+"${CREATED[@]}"}; do
         ip netns del "$ns" 2>/dev/null || true
     done
@@ -187,6 +200,7 @@ run_veth() {
     ns_b=${ns_a%-a}-b
     WORKDIR=$(mktemp -d)
     make_link "$ns_a" "$ns_b" "$rate" "$delay_us"
+    NODE_NS=("$ns_a" "$ns_b")
     write_launcher "$WORKDIR/netns-exec" "$ns_a" "$ns_b"
     export FI_TCP_IFACE=$IFACE
     launch ip netns exec "$ns_a" "$mpiexec" -launcher ssh -launcher-exec "$WORKDIR/netns-exec" \

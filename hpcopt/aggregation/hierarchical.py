@@ -1,12 +1,13 @@
 """The hierarchical path: sum inside each node, compressed exchange among node leaders,
 broadcast inside each node.
 
-Inside a node the sum is uncompressed (float32, or float16 with ``intra="fp16"``), by a
-binomial reduce to the node leader. The leaders then aggregate their node sums along a
-flat path (any encoder; the codec's error feedback lives at the leaders only, because only
-they encode), and each leader broadcasts the float32 result in its node. Nodes are
-shared-memory domains (``MPI_COMM_TYPE_SHARED``), or blocks of ``ranks_per_node``
-consecutive ranks to emulate nodes on one machine. With a single node nothing is encoded.
+Inside a node the sum is uncompressed (float32, or float16 with ``intra="fp16"``: float16
+rounding and range, ±65504, for the node sum), by a binomial reduce to the node leader. The
+leaders then aggregate their node sums along a flat path (any encoder; the codec's error
+feedback lives at the leaders only, because only they encode), and each leader broadcasts
+the float32 result in its node. Nodes are shared-memory domains (``MPI_COMM_TYPE_SHARED``),
+or blocks of ``ranks_per_node`` consecutive ranks to emulate nodes on one machine. With a
+single node nothing is encoded.
 
 Bytes are counted per link class: ``intra`` (reduce and broadcast inside the node) and
 ``inter`` (the leaders' exchange, counted by the flat path).
@@ -19,6 +20,7 @@ from typing import Any
 import numpy as np
 from mpi4py import MPI
 
+from hpcopt import halfcast
 from hpcopt.aggregation.base import Clock, Result
 from hpcopt.backend import Scratch, array_module, sync
 from hpcopt.collectives.hierarchical import node_comms
@@ -29,19 +31,24 @@ __all__ = ["LINK_CLASSES", "hierarchical"]
 
 LINK_CLASSES = ("intra", "inter")
 _DTYPES = {"fp32": np.float32, "fp16": np.float16}
+FP16_MAX = 65504.0
 
 
 def _node_sum(node: MPI.Comm, x: Any, intra: str, scratch: Scratch) -> tuple[Any, int]:
     """The node's sum at the node leader (float32; a copy of ``x`` elsewhere); bytes sent."""
-    xp = array_module(x)
     flat = x.reshape(-1)
     acc = scratch.get("hier-acc", flat.size, _DTYPES[intra])
-    acc[...] = flat
+    if intra == "fp32":
+        acc[...] = flat
+    else:
+        top, nan = halfcast.to_half(flat, acc)
+        if nan or top >= FP16_MAX:
+            raise ValueError(f"hierarchical intra=fp16: input beyond ±{FP16_MAX:g} or NaN")
     sent = binomial_reduce(node, acc, MPI.SUM, scratch) if node.size > 1 and acc.size else 0
-    if acc.dtype == np.float32:
+    if intra == "fp32":
         return acc, sent
     wide = scratch.get("hier-wide", flat.size, np.float32)
-    xp.copyto(wide, acc)
+    halfcast.from_half(acc, wide)
     return wide, sent
 
 
@@ -64,10 +71,12 @@ def hierarchical(
         for phase, seconds in res.times.items():
             clock.times[phase] += seconds
         clock.t = MPI.Wtime()
-        out = xp.array(res.out.reshape(-1), dtype=np.float32)
+        out = xp.ascontiguousarray(res.out, dtype=np.float32).reshape(-1)
         inter_bytes = res.nbytes
-    else:
+    elif leaders != MPI.COMM_NULL:  # a single node: its sum is the result
         out = partial.copy()
+    else:  # the broadcast fills it
+        out = xp.empty(x.size, dtype=np.float32)
     if node.size > 1 and out.size:
         sync(out)
         intra_bytes += binomial_bcast(node, out)
