@@ -6,10 +6,10 @@ every aggregation from what the run measured. The ranks agree on the level in
 per level, least compressed first. Before each call every rank proposes a level and the ranks
 agree on it with one 8-byte Allreduce (counted in the bytes and the communicate time):
 
-- ``rule=time``: the least compressed level whose predicted link time is at most ``target``
-  times the compute time since the previous call (the optimizer's compute phase, or the wall
-  time between calls). The link time per payload byte is an average of the measured
-  communicate time over the bytes sent; a level's payload is its ``wire_bytes``. The most
+- ``rule=time``: one level toward the least compressed level whose predicted link time is at
+  most ``target`` times the compute time between calls (the optimizer's compute phase, or
+  the wall time between calls). Link seconds per payload byte (measured communicate time
+  over the payload's ``wire_bytes``) and the compute time are running averages. The most
   compressed proposal wins, so the slowest link sets the pace.
 - ``rule=residual`` (with ``--ef``): ρ = ‖e‖/‖x‖, the error-feedback residual after the call
   over its input. Above ``high`` one level less compressed, below ``low`` one level more;
@@ -76,7 +76,8 @@ class Adaptive:
         self.target, self.low, self.high = target, low, high
         self.level = 0
         self.history: list[tuple[int, int, float]] = []  # (step, level, this rank's signal)
-        self._per_byte: float | None = None  # seconds per byte sent, running average
+        self._per_byte: float | None = None  # link seconds per payload byte, running average
+        self._compute: float | None = None  # compute seconds between calls, running average
         self._last_compute: float | None = None
         self._last_end: float | None = None
         self._residual = math.nan
@@ -116,30 +117,41 @@ class Adaptive:
 
     # The controller.
     def propose(self, d: int, compute_s: float | None) -> tuple[int, float]:
-        """This rank's level for the next call, and the signal it was chosen from."""
-        now = time.perf_counter()
+        """This rank's level for the next call (one level away from the current one at most),
+        and the signal it was chosen from."""
         if self.rule == "residual":
-            signal = self._residual
-            if math.isnan(signal):  # nothing encoded here yet (a non-leader): no opinion
-                return (len(self.encoders) - 1 if self.history else self.level), signal
-            if signal > self.high:
-                return max(self.level - 1, 0), signal
-            if signal < self.low:
-                return min(self.level + 1, len(self.encoders) - 1), signal
-            return self.level, signal
+            return self._by_residual()
+        target, signal = self._by_time(d, compute_s)
+        step = (target > self.level) - (target < self.level)
+        return self.level + step, signal
+
+    def _by_residual(self) -> tuple[int, float]:
+        signal = self._residual
+        if math.isnan(signal):  # nothing encoded here yet (a non-leader): no opinion
+            return (len(self.encoders) - 1 if self.history else self.level), signal
+        if signal > self.high:
+            return max(self.level - 1, 0), signal
+        if signal < self.low:
+            return min(self.level + 1, len(self.encoders) - 1), signal
+        return self.level, signal
+
+    def _by_time(self, d: int, compute_s: float | None) -> tuple[int, float]:
+        """The least compressed level that fits the budget, and the current level's predicted
+        link time over the compute time."""
         if compute_s is not None:
             last, self._last_compute = self._last_compute, compute_s
-            compute = compute_s - last if last is not None else None
+            sample = compute_s - last if last is not None else None
         else:
-            compute = now - self._last_end if self._last_end is not None else None
-        if compute is None or self._per_byte is None:
+            end = self._last_end
+            sample = time.perf_counter() - end if end is not None else None
+        if sample is not None:
+            self._compute = _smooth(self._compute, sample)
+        if self._compute is None or self._per_byte is None:
             return self.level, math.nan
-        budget = self.target * compute
-        for level in range(len(self.encoders)):
-            if self._per_byte * self._wire(level, d) <= budget:
-                return level, self._per_byte * self._wire(level, d) / max(compute, 1e-12)
-        last = len(self.encoders) - 1
-        return last, self._per_byte * self._wire(last, d) / max(compute, 1e-12)
+        compute = max(self._compute, 1e-12)
+        link = [self._per_byte * self._wire(level, d) for level in range(len(self.encoders))]
+        fits = [level for level, t in enumerate(link) if t <= self.target * compute]
+        return (fits[0] if fits else len(link) - 1), link[self.level] / compute
 
     def _wire(self, level: int, d: int) -> float:
         """Payload bytes at ``level`` (its wire_bytes, else proportional to its knob value)."""
@@ -154,9 +166,7 @@ class Adaptive:
         self._last_end = time.perf_counter()
         payload = self._wire(self.level, x.size)
         if sent > 0 and payload > 0:
-            sample = communicate_s / payload
-            old = self._per_byte
-            self._per_byte = sample if old is None else SMOOTHING * sample + (1 - SMOOTHING) * old
+            self._per_byte = _smooth(self._per_byte, communicate_s / payload)
         residual = getattr(codec, "residual", None)
         if residual is not None:
             xp = array_module(residual)
@@ -167,6 +177,11 @@ class Adaptive:
         """How often each knob value was chosen: ``ratio=0.1:3 ratio=0.01:7``."""
         counts = Counter(level for _, level, _ in self.history)
         return " ".join(f"{self.knob}={self.values[k]:g}:{counts[k]}" for k in sorted(counts))
+
+
+def _smooth(average: float | None, sample: float) -> float:
+    """The running average after ``sample`` (the sample itself when there is none yet)."""
+    return sample if average is None else SMOOTHING * sample + (1 - SMOOTHING) * average
 
 
 def _number(value: str) -> float:

@@ -22,18 +22,24 @@ def test_levels_run_from_least_to_most_compressed() -> None:
         assert enc.encode(x).nbytes == get_encoder(f"topk:ratio={ratio}").encode(x).nbytes
 
 
-def test_time_rule_picks_the_least_compressed_level_within_budget() -> None:
-    """Link time per payload byte 1 µs, compute 5 ms, target 1: the budget fits 5000 bytes."""
-    enc = Adaptive(levels="0.5/0.1/0.01")  # payloads of d=10000: 30000, 6000, 600 bytes
-    d = 10_000
-    assert enc.propose(d, 0.0) == (0, enc.propose(d, 0.0)[1])  # nothing measured yet
-    enc.observe(np.ones(d, np.float32), enc, sent=30_000, communicate_s=0.03)
-    level, ratio = enc.propose(d, 0.005 + 0.0)
-    assert level == 2 and ratio == pytest.approx(600e-6 / 0.005)
-    enc.observe(np.ones(d, np.float32), enc, sent=600, communicate_s=0.0006)
-    assert enc.propose(d, 0.005 + 0.010)[0] == 1  # 10 ms of compute since: 6000 B fits
-    enc.target = 100.0
-    assert enc.propose(d, 0.015 + 1.0)[0] == 0
+def test_time_rule_steps_toward_the_least_compressed_level_within_budget() -> None:
+    """Link time 1 µs per payload byte; payloads of d=10000 at 0.5/0.1/0.01: 30000, 6000 and
+    600 bytes. Each call moves one level toward the least compressed one that fits target ×
+    compute (a running average)."""
+    enc = Adaptive(levels="0.5/0.1/0.01")
+    d, x = 10_000, np.ones(10_000, np.float32)
+    level, signal = enc.propose(d, 0.0)
+    assert level == 0 and np.isnan(signal)  # nothing measured yet
+    enc.observe(x, enc, sent=30_000, communicate_s=0.03)
+    assert enc.propose(d, 0.005) == (1, pytest.approx(0.03 / 0.005))  # 600 B fit: one step
+    enc.level = 1
+    enc.observe(x, enc, sent=6_000, communicate_s=0.006)
+    assert enc.propose(d, 0.010) == (2, pytest.approx(0.006 / 0.005))
+    enc.level = 2
+    # 100 ms of compute: the average is 52.5 ms, which fits even 30000 B; one step back.
+    assert enc.propose(d, 0.110) == (1, pytest.approx(0.0006 / 0.0525))
+    enc.target = 1e-3
+    assert enc.propose(d, 0.115)[0] == 2  # nothing fits: the most compressed
 
 
 def test_residual_rule_moves_one_level_at_a_time() -> None:
