@@ -34,22 +34,26 @@ _DTYPES = {"fp32": np.float32, "fp16": np.float16}
 FP16_MAX = 65504.0
 
 
-def _node_sum(node: MPI.Comm, x: Any, intra: str, scratch: Scratch) -> tuple[Any, int]:
-    """The node's sum at the node leader (float32; a copy of ``x`` elsewhere); bytes sent."""
+def _narrow(x: Any, intra: str, scratch: Scratch) -> Any:
+    """``x`` as the node sum's type, in a work array (float16 refuses what it cannot hold)."""
     flat = x.reshape(-1)
     acc = scratch.get("hier-acc", flat.size, _DTYPES[intra])
     if intra == "fp32":
         acc[...] = flat
-    else:
-        top, nan = halfcast.to_half(flat, acc)
-        if nan or top >= FP16_MAX:
-            raise ValueError(f"hierarchical intra=fp16: input beyond ±{FP16_MAX:g} or NaN")
-    sent = binomial_reduce(node, acc, MPI.SUM, scratch) if node.size > 1 and acc.size else 0
-    if intra == "fp32":
-        return acc, sent
-    wide = scratch.get("hier-wide", flat.size, np.float32)
+        return acc
+    top, nan = halfcast.to_half(flat, acc)
+    if nan or top >= FP16_MAX:
+        raise ValueError(f"hierarchical intra=fp16: input beyond ±{FP16_MAX:g} or NaN")
+    return acc
+
+
+def _widen(acc: Any, scratch: Scratch) -> Any:
+    """The node sum as float32."""
+    if acc.dtype == np.float32:
+        return acc
+    wide = scratch.get("hier-wide", acc.size, np.float32)
     halfcast.from_half(acc, wide)
-    return wide, sent
+    return wide
 
 
 def hierarchical(
@@ -63,8 +67,12 @@ def hierarchical(
     scratch = scratch or Scratch(xp)
     node, leaders = node_comms(comm, ranks_per_node)
     clock = Clock()
-    partial, intra_bytes = _node_sum(node, x, intra, scratch)
+    acc = _narrow(x, intra, scratch)
+    clock.lap("encode")
+    intra_bytes = binomial_reduce(node, acc, MPI.SUM, scratch) if node.size > 1 and acc.size else 0
     clock.lap("communicate")
+    partial = _widen(acc, scratch)
+    clock.lap("decode")
     inter_bytes = 0
     if leaders != MPI.COMM_NULL and leaders.size > 1:
         res = run_path(leaders, partial.reshape(x.shape), codec, inner, step, scratch)

@@ -13,6 +13,7 @@ from mpi4py import MPI
 
 from hpcopt.aggregation import plan
 from hpcopt.aggregation.adaptive import adaptive_of
+from hpcopt.aggregation.hierarchical import LINK_CLASSES
 from hpcopt.bench.console import Table
 from hpcopt.bench.program import (
     KernelParser,
@@ -158,7 +159,7 @@ def _body(comm: MPI.Comm, state: tuple[Any, ...]) -> int:
 
 def _links(opt: Any) -> dict[str, float]:
     """Bits per rank on each link class (mean over ranks), where the path splits them."""
-    classes = ("intra", "inter")
+    classes = LINK_CLASSES
     mine = np.array([8.0 * opt.ledger.links.get(k, 0) for k in classes])
     opt.comm.Allreduce(MPI.IN_PLACE, mine)
     known = opt.comm.allreduce(bool(opt.ledger.links), op=MPI.LOR)
