@@ -29,7 +29,7 @@ from hpcopt.optim import Config, Optimizer, available, check
 from hpcopt.optim.run import average_model, print_progress, train
 from hpcopt.problems import Problem, get_problem
 from hpcopt.registry import Selection, load_plugins
-from hpcopt.resilience import Survivor, ulfm_problem
+from hpcopt.resilience import Survivor, exit_without_finalize, ulfm_problem
 
 __all__ = ["main", "parser"]
 
@@ -154,6 +154,8 @@ def _body(comm: MPI.Comm, state: tuple[Any, ...]) -> int:
         writer.start_run(meta)
         writer.append(record, arrays)
         _print_summary(meta, record, writer.close())
+    if args.tolerate_failures and opt.events:
+        exit_without_finalize(opt.comm, 0)
     return 0
 
 
