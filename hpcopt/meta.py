@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import socket
@@ -14,14 +15,19 @@ from mpi4py import MPI
 import hpcopt
 
 __all__ = [
+    "TOPOLOGY_ENV",
     "collect_meta",
     "cpu_model",
     "mpi_summary",
     "oversubscription_note",
+    "shared_memory_node",
     "thread_level_name",
+    "topology",
     "usable_cores",
     "versions",
 ]
+
+TOPOLOGY_ENV = "HPCOPT_TOPOLOGY"  # set by jobs/interconnect.sh for emulated topologies
 
 # Environment variables that select or tune the transport; recorded with every run.
 NETWORK_ENV_PREFIXES = (
@@ -120,24 +126,49 @@ def _env(prefixes: tuple[str, ...], names: tuple[str, ...] = ()) -> dict[str, st
     return {k: v for k, v in sorted(os.environ.items()) if k.startswith(prefixes) or k in names}
 
 
+def topology() -> dict[str, Any] | None:
+    """The emulated topology that jobs/interconnect.sh exported (``HPCOPT_TOPOLOGY``), if any."""
+    text = os.environ.get(TOPOLOGY_ENV)
+    if not text:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {"unparsed": text}
+    return value if isinstance(value, dict) else {"unparsed": text}
+
+
+def shared_memory_node(comm: MPI.Comm) -> int:
+    """This rank's shared-memory node: the lowest rank of ``comm`` that shares memory with it."""
+    node = comm.Split_type(MPI.COMM_TYPE_SHARED, comm.rank)
+    try:
+        return int(node.allreduce(comm.rank, op=MPI.MIN))
+    finally:
+        node.Free()
+
+
 def collect_meta(
     comm: MPI.Comm, *, kernel: str, tag: str, device: str, cuda_aware: bool, **extra: Any
 ) -> dict[str, Any]:
     """Gather per-rank host facts to rank 0 and return the run's metadata there."""
-    per_rank = comm.gather((socket.gethostname(), cpu_model(), usable_cores()), root=0)
+    per_rank = comm.gather(
+        (socket.gethostname(), cpu_model(), usable_cores(), shared_memory_node(comm)), root=0
+    )
     if per_rank is None:  # not rank 0
         return {}
-    hosts = [h for h, _, _ in per_rank]
-    cores = {h: n for h, _, n in per_rank}
+    hosts = [h for h, _, _, _ in per_rank]
+    cores = {h: n for h, _, n, _ in per_rank}
+    shm_nodes = [n for _, _, _, n in per_rank]
     meta: dict[str, Any] = {
         "kernel": kernel,
         "argv": list(sys.argv),
         "start_time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "tag": tag,
         "ranks": comm.size,
-        "nodes": len(set(hosts)),
+        "nodes": max(len(set(hosts)), len(set(shm_nodes))),  # emulated nodes share a host
         "hosts": hosts,
-        "cpu_models": [c for _, c, _ in per_rank],
+        "shared_memory_nodes": shm_nodes,
+        "cpu_models": [c for _, c, _, _ in per_rank],
         "cores": cores,
         "oversubscribed": any(hosts.count(h) > n for h, n in cores.items()),
         "device": device,
@@ -146,6 +177,9 @@ def collect_meta(
         "slurm": _env(("SLURM_",)),
         "env": _env(NETWORK_ENV_PREFIXES, NETWORK_ENV_NAMES),
     }
+    emulated = topology()
+    if emulated is not None:
+        meta["topology"] = emulated
     meta.update(mpi_summary())
     meta.update(extra)
     return meta

@@ -16,23 +16,29 @@ travel as raw bytes through uppercase (buffer) calls.
 Paths, one module each: ``summable`` (one core allreduce of the encoded buffer),
 ``allgather`` (gather every payload, decode and sum in rank order), ``two-phase``
 (compressed reduce-scatter, then allgather of re-compressed sums), ``vote`` (majority
-vote of signs), ``powersgd`` (two core allreduces, P then Q) and ``root`` (payloads
+vote of signs), ``powersgd`` (two core allreduces, P then Q), ``root`` (payloads
 sent to a root that sums them and broadcasts the sum; :class:`RootSum` lets a rank send
-nothing, for lazy aggregation and round deadlines).
+nothing, for lazy aggregation and round deadlines), ``hierarchical`` (node sums, one of
+those among node leaders, node broadcasts) and ``secure`` (secure aggregation). An
+``adaptive`` encoder has its level chosen before each call (:mod:`.adaptive`).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
 from mpi4py import MPI
 
+from hpcopt.aggregation.adaptive import adaptive_of, run_adaptive
 from hpcopt.aggregation.base import PHASES, Clock, Result
 from hpcopt.aggregation.gather import allgather
+from hpcopt.aggregation.hierarchical import hierarchical
 from hpcopt.aggregation.plan import METHODS, Plan, plan
 from hpcopt.aggregation.powersgd import powersgd
 from hpcopt.aggregation.root import RootSum, root
+from hpcopt.aggregation.secure import secure
 from hpcopt.aggregation.summable import summable
 from hpcopt.aggregation.two_phase import two_phase
 from hpcopt.aggregation.vote import vote
@@ -49,6 +55,7 @@ __all__ = [
     "RootSum",
     "aggregate",
     "plan",
+    "run_path",
 ]
 
 PATHS: dict[str, Callable[..., Result]] = {
@@ -58,15 +65,34 @@ PATHS: dict[str, Callable[..., Result]] = {
     "vote": vote,
     "powersgd": powersgd,
     "root": root,
+    "hierarchical": hierarchical,
+    "secure": secure,
 }
 
 
 def aggregate(
     comm: MPI.Comm, x: Any, codec: Codec, chosen: Plan, *, step: int = 0,
-    scratch: Scratch | None = None,
+    scratch: Scratch | None = None, compute_s: float | None = None,
 ) -> Result:  # fmt: skip
-    """Sum ``x`` over ranks through ``codec`` along the ``chosen`` plan's path."""
-    kwargs: dict[str, Any] = {"step": step, "scratch": scratch}
+    """Sum ``x`` over ranks through ``codec`` along the ``chosen`` plan's path.
+
+    ``compute_s``: the caller's compute seconds so far, which an adaptive encoder's time
+    rule compares with the link time (default: the wall time between calls).
+    """
+    adaptive = adaptive_of(codec)
+    if adaptive is not None:
+        call = functools.partial(run_path, comm, x, codec, chosen, step, scratch)
+        return run_adaptive(comm, x, codec, adaptive, step, compute_s, call)
+    return run_path(comm, x, codec, chosen, step, scratch)
+
+
+def run_path(
+    comm: MPI.Comm, x: Any, codec: Codec, chosen: Plan, step: int, scratch: Scratch | None
+) -> Result:
+    """One call of the plan's path, without the adaptive encoder's control around it."""
+    kwargs: dict[str, Any] = {"step": step, "scratch": scratch, **chosen.method_options}
     if chosen.stages:
         kwargs["algorithm"] = chosen.algorithm
+    if chosen.inner is not None:
+        kwargs["inner"] = chosen.inner
     return PATHS[chosen.path](comm, x, codec, **kwargs)

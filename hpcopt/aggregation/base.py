@@ -12,11 +12,14 @@ PHASES = ("encode", "communicate", "decode")
 
 
 class Result(NamedTuple):
-    """The estimated sum (same on every rank), bytes sent by this rank, time per phase (s)."""
+    """The estimated sum (same on every rank), bytes sent by this rank, time per phase (s),
+    and, where the path knows them, the bytes sent per link class (hierarchical: intra, inter).
+    """
 
     out: Any
     nbytes: int
     times: dict[str, float]
+    links: dict[str, int] | None = None
 
 
 class Clock:

@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from mpi4py import MPI
 
+from hpcopt.aggregation.base import PHASES, Result
 from hpcopt.aggregation.secure_cost import ROUNDS
 from hpcopt.backend import Scratch, is_device_array
 from hpcopt.errors import UsageError
@@ -55,14 +56,6 @@ PHASE_OF = {
 
 class SecureAggregationError(UsageError):
     """The sum cannot be unmasked (too few users, a wrong share); raised on every rank."""
-
-
-class Result(NamedTuple):
-    """The estimated sum, bytes sent by this rank, and the time split in seconds."""
-
-    out: Any
-    nbytes: int
-    times: dict[str, float]
 
 
 class SecureResult(NamedTuple):
@@ -233,7 +226,8 @@ def secure(
     comm: MPI.Comm, x: np.ndarray, encoder: Any = None, *, step: int = 0,
     scratch: Scratch | None = None, config: SecureConfig | None = None,
 ) -> Result:  # fmt: skip
-    """The aggregation path: :func:`secure_aggregate` as ``Result(out, nbytes, times)``.
+    """The aggregation path: :func:`secure_aggregate` as ``Result(out, nbytes, times)``, the
+    times split into the three phases only (the detail is in :func:`secure_aggregate`'s).
 
     The protocol quantizes itself, so ``encoder`` must be None or the ``none`` encoder.
     """
@@ -243,4 +237,4 @@ def secure(
             f"secure aggregation quantizes to fixed point itself; use --encoder none, not {name}"
         )
     result = secure_aggregate(comm, x, config, step=step, scratch=scratch)
-    return Result(result.out, result.nbytes, result.times)
+    return Result(result.out, result.nbytes, {k: result.times[k] for k in PHASES})

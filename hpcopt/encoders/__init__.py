@@ -29,6 +29,6 @@ __all__ = [
 
 # The built-in encoders, in the order `--encoder all` runs them; each module registers itself.
 BUILTIN = ("none", "fp16", "bf16", "qsgd", "elias", "terngrad", "sign", "natural", "topk",
-           "randomk", "dgc", "powersgd")  # fmt: skip
+           "randomk", "dgc", "powersgd", "adaptive")  # fmt: skip
 for _module in BUILTIN:
     importlib.import_module(f"hpcopt.encoders.{_module}")

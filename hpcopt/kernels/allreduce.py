@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 from mpi4py import MPI
 
-from hpcopt.aggregation import METHODS, PHASES, Plan, aggregate, plan
+from hpcopt.aggregation import PHASES, Plan, aggregate, plan
+from hpcopt.aggregation.adaptive import adaptive_of
 from hpcopt.backend import Backend, Scratch, aligned_full, sync, to_host
 from hpcopt.bench.harness import Case, Prepared
 from hpcopt.bench.program import KernelParser, common_parser, run_sweep_kernel
@@ -141,12 +142,15 @@ class _CompressedBuffers(Prepared):
         self.scratch = Scratch(case.backend.xp)
         self.step, self.calls = 0, 0
         self.phase_totals = dict.fromkeys(PHASES, 0.0)
+        self.links: dict[str, int] = {}
 
     def _call(self, x: Any) -> Any:
         self.step += 1
-        return aggregate(
+        result = aggregate(
             self.case.comm, x, self.codec, self.case.plan, step=self.step, scratch=self.scratch
         )
+        self.links = result.links or {}
+        return result
 
     def begin_timed(self) -> None:
         """Count phase times of the timed iterations only."""
@@ -164,24 +168,39 @@ class _CompressedBuffers(Prepared):
         sync(self.x)
 
     def check(self) -> dict[str, Any]:
-        """Exact sum by MPI in float64; relative error; NaN/Inf (or, for none, any miss) wrong."""
-        comm, exact_encoder = self.case.comm, self.case.plan.encoder == "none"
+        """Exact sum by MPI in float64; relative error; NaN/Inf (or, for none, any miss) wrong.
+
+        Check data lie on a 1/8 grid, so float16 node sums and secure aggregation's fixed
+        point carry them exactly too.
+        """
+        comm, chosen = self.case.comm, self.case.plan
+        exact_encoder = chosen.encoder == "none"
+        fields: dict[str, Any] = {f"{k}_bytes": v for k, v in self.links.items()}  # timed calls
+        adaptive = adaptive_of(self.codec)
+        if adaptive is not None:
+            fields["adapt_choices"] = adaptive.summary()
         data = self.x
         if exact_encoder:
             data = self.case.backend.xp.empty_like(self.x)
             fill_check_data(data, comm.rank)
         exact = to_host(data).astype(np.float64)
         comm.Allreduce(MPI.IN_PLACE, exact, MPI.SUM)
-        self.codec = self.case.plan.codec(rank=comm.rank)  # no residual carried over
+        self.codec = chosen.codec(rank=comm.rank)  # no residual carried over
         host = to_host(self._call(data).out)
-        if exact_encoder and not self.case.plan.ef:
+        if exact_encoder and not chosen.ef and not _drops(chosen):
             wrong = count_mismatches(host, exact.astype(np.float32))
         else:
             wrong = int(np.count_nonzero(~np.isfinite(host)))
-        fields: dict[str, Any] = {"wrong": wrong, "rel_error": relative_error(host, exact)}
+        fields.update({"wrong": wrong, "rel_error": relative_error(host, exact)})
         calls = max(self.calls, 1)
         fields.update({f"t_{p}_s": total / calls for p, total in self.phase_totals.items()})
         return fields
+
+
+def _drops(chosen: Plan) -> bool:
+    """Secure aggregation with simulated drop-outs: its sum may leave ranks out."""
+    config = chosen.method_options.get("config")
+    return bool(config is not None and config.dropouts and config.drop == "before-input")
 
 
 class CompressedAllreduceCase(Case):
@@ -231,9 +250,12 @@ def parser() -> KernelParser:
         help="payload encoder NAME[:key=value,...], repeatable (default: none, uncompressed)",
     )  # fmt: skip
     add("--ef", action="store_true", help="error feedback around every encoder")
-    add("--method", default="auto", choices=[m for m in METHODS if m != "gossip"],
+    add("--method", default="auto", metavar="SPEC",
         help="how compressed payloads are combined (default auto: summable encoders through "
-        "--algo, others by allgather, powersgd by its two allreduces)")  # fmt: skip
+        "--algo, others by allgather, powersgd by its two allreduces); also summable, "
+        "allgather, two-phase, vote, powersgd, hierarchical[:ppn=N,intra=fp16,leaders=PATH] "
+        "(node sums, PATH among node leaders) and secure[:threshold=T,dropouts=K,...] "
+        "(secure aggregation, --encoder none)")  # fmt: skip
     return ps
 
 
@@ -242,16 +264,19 @@ def _compressed_cases(
 ) -> list[Case]:
     cases: list[Case] = []
     for spec in no_repeats(args.encoder, "encoder"):
-        if spec.strip() == "none":  # no compression: the plain algorithms, no encode/decode
-            if args.ef or args.method != "auto":
-                raise UsageError("the none encoder sends the data as it is: no --ef or --method")
+        if spec.strip() == "none" and args.method == "auto":  # the plain algorithms
+            if args.ef:
+                raise UsageError("the none encoder sends the data as it is: no --ef")
             op = op_by_name(args.op)
             cases += [AllreduceCase(comm, a, args.dtype, backend, op) for a in algos]
             continue
         labels: set[str] = set()
         for algo in algos:
             chosen = plan(spec, ef=args.ef, method=args.method, algorithm=algo.label,
-                          dtype=args.dtype, op=args.op, device=backend.device)  # fmt: skip
+                          dtype=args.dtype, op=args.op, device=backend.device,
+                          ranks=comm.size)  # fmt: skip
+            if chosen.path == "gossip":
+                raise UsageError("--method gossip is for decentralized optimizers (train)")
             if chosen.label not in labels:  # gather paths ignore the core algorithm
                 labels.add(chosen.label)
                 asked = ",".join(a.label for a in algos) if args.algo != "all" else "native"

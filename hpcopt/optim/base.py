@@ -43,21 +43,28 @@ class Config:
 
 
 class Ledger:
-    """Bytes handed to MPI, d-vector messages sent and seconds per phase on this rank."""
+    """Bytes handed to MPI (in all and per link class where a path splits them), d-vector
+    messages sent and seconds per phase on this rank."""
 
-    __slots__ = ("bytes", "messages", "t")
+    __slots__ = ("bytes", "links", "messages", "t")
 
     def __init__(self) -> None:
         self.bytes = 0
+        self.links: dict[str, int] = {}
         self.messages = 0.0
         self.t = dict.fromkeys(PHASES, 0.0)
 
-    def add(self, nbytes: int, times: dict[str, float], messages: float = 1.0) -> None:
+    def add(
+        self, nbytes: int, times: dict[str, float], messages: float = 1.0,
+        links: dict[str, int] | None = None,
+    ) -> None:  # fmt: skip
         """Account one communication: its bytes, message count and phase times."""
         self.bytes += int(nbytes)
         self.messages += messages
         for key, value in times.items():
             self.t[key] += value
+        for key, count in (links or {}).items():
+            self.links[key] = self.links.get(key, 0) + int(count)
 
     @contextmanager
     def phase(self, name: str) -> Iterator[None]:
@@ -165,8 +172,9 @@ class Optimizer:
         """Σ over ranks of float32 ``v`` along the plan; bytes and times go to the ledger."""
         comm = comm or self.comm
         scratch = self.scratch.setdefault(comm.size, Scratch())
-        res = aggregate(comm, v, self.codec, self.plan, step=step, scratch=scratch)
-        self.ledger.add(res.nbytes, res.times)
+        res = aggregate(comm, v, self.codec, self.plan, step=step, scratch=scratch,
+                        compute_s=self.ledger.t["compute"])  # fmt: skip
+        self.ledger.add(res.nbytes, res.times, links=res.links)
         return np.asarray(res.out, dtype=np.float32).reshape(-1)
 
 

@@ -1,4 +1,5 @@
-"""jobs/interconnect.sh: each link runs the p2p kernel, a shaped veth delivers its set rate."""
+"""jobs/interconnect.sh: each link runs the kernels, shaped links deliver their set rates, the
+two-level and uneven topologies are what MPI and the log see, and nothing is left behind."""
 
 from __future__ import annotations
 
@@ -35,7 +36,12 @@ def _namespaces() -> list[str]:
 
 def _run(link: str, out: Path, *flags: str) -> tuple[subprocess.CompletedProcess[str], int]:
     """Run the p2p kernel over LINK into OUT; the result and the script's PID."""
-    argv = [str(SCRIPT), link, "--", "p2p", "-o", str(out), "-q", *flags]
+    return _launch(link, "p2p", "-o", str(out), "-q", *flags)
+
+
+def _launch(link: str, *kernel_args: str) -> tuple[subprocess.CompletedProcess[str], int]:
+    """Run KERNEL_ARGS (a kernel and its flags) over LINK; the result and the script's PID."""
+    argv = [str(SCRIPT), link, "--", *kernel_args]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         stdout, stderr = proc.communicate(timeout=240)
@@ -94,3 +100,89 @@ def test_veth_delay(netns: None, tmp_path: Path) -> None:
     assert run.meta["tag"] == "veth:1gbit:2000" and record["wrong"] == 0
     # Without a barrier per iteration both ranks time whole round trips (no barrier skew).
     assert 1.95e-3 < record["t_avg_s"] < 4e-3
+
+
+def _left_behind(pid: int) -> list[str]:
+    """Namespaces of the script run PID that still exist."""
+    return [ns for ns in _namespaces() if ns.startswith(f"hpcopt-{pid}-")]
+
+
+def test_two_level_nodes_are_what_mpi_and_the_log_see(netns: None, tmp_path: Path) -> None:
+    """2 nodes × 2 ranks: shared memory splits by namespace; the log records the topology;
+    the hierarchical collective and the hierarchical compressed path are exact there."""
+    out = tmp_path / "a.h5"
+    done, pid = _launch(
+        "two-level:2x2:1gbit", "allreduce", "--algo", "hierarchical,ring", "-b", "64K", "-e",
+        "64K", "-n", "3", "-w", "1", "-q", "-o", str(out),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert not _left_behind(pid)
+    (run,) = read_log(out).runs
+    meta = run.meta
+    assert meta["ranks"] == 4 and meta["nodes"] == 2 and meta["shared_memory_nodes"] == [0, 0, 2, 2]
+    topo = meta["topology"]
+    assert topo["kind"] == "two-level" and topo["spec"] == "two-level:2x2:1gbit"
+    assert [n["ranks"] for n in topo["nodes"]] == [[0, 1], [2, 3]]
+    assert all(n["rate_bps"] == 10**9 and n["delay_us"] == 0 for n in topo["nodes"])
+    assert all(r["wrong"] == 0 for r in run.records) and len(run.records) == 2
+    done, pid = _launch(
+        "two-level:2x2:1gbit", "allreduce", "--algo", "ring", "--encoder", "none", "--method",
+        "hierarchical", "-b", "64K", "-e", "64K", "-n", "3", "-w", "1", "-q", "-o",
+        str(tmp_path / "h.h5"),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    (rec,) = read_log(tmp_path / "h.h5").records()
+    assert rec["wrong"] == 0 and rec["inter_bytes"] == 64 << 10 and rec["intra_bytes"] == 64 << 10
+
+
+RATES = [
+    ("two-level:2x1:1gbit", "16M", 0.125),  # node uplink and switch port at 1 Gbit/s
+    ("uneven:100mbit,1gbit", "256K", 0.0125),  # the sender's uplink is the slow one
+    ("uneven:1gbit,100mbit", "256K", 0.0125),  # the receiver's switch port is the slow one
+]
+
+
+@pytest.mark.parametrize("link,size,rate", RATES)
+def test_shaped_rates_are_measured_within_10_percent(
+    netns: None, tmp_path: Path, link: str, size: str, rate: float
+) -> None:
+    """Streaming from rank 0 to rank 1 runs at the slowest link on its way, within 10 %."""
+    done, pid = _run(
+        link, tmp_path / "p2p.h5", "-b", size, "-e", size, "--pattern", "stream", "-w", "1",
+        "-n", "3",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert not _left_behind(pid)
+    (record,) = read_log(tmp_path / "p2p.h5").records()
+    assert record["wrong"] == 0 and record["tag"] == link
+    assert record["algbw_GBps"] == pytest.approx(rate, rel=0.10)
+
+
+def test_namespaces_are_removed_when_the_kernel_fails(netns: None, tmp_path: Path) -> None:
+    """A rank that raises aborts the job: the script exits nonzero and removes everything."""
+    faulty = ROOT / "tests" / "helpers" / "faulty_kernel.py"
+    done, pid = _launch(
+        "two-level:2x1:1gbit", str(faulty), "--algo", "raising-ring", "-b", "8", "-e", "64",
+        "-n", "2", "-w", "1", "-q", "-o", str(tmp_path / "f.h5"),
+    )  # fmt: skip
+    assert done.returncode != 0 and "planted failure" in done.stderr
+    assert not _left_behind(pid)
+    assert (tmp_path / "f.h5.partial").exists()
+
+
+@pytest.mark.parametrize(
+    "link,words",
+    [
+        ("two-level:2:1gbit", "bad two-level shape '2'"),
+        ("two-level:1x2:1gbit", "2 to 64 nodes"),
+        ("two-level:2x2", "needs a RATE"),
+        ("two-level:2x2:fast", "bad rate 'fast'"),
+        ("uneven:1gbit", "2 to 64 rates"),
+        ("uneven:1gbit,1gbit@x", "bad DELAY_US 'x'"),
+    ],
+)
+def test_bad_topologies_are_one_line(netns: None, link: str, words: str) -> None:
+    done, pid = _launch(link, "p2p")
+    assert done.returncode == 2 and not _left_behind(pid)
+    (line,) = done.stderr.strip().splitlines()
+    assert words in line
