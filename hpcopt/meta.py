@@ -96,7 +96,10 @@ def oversubscription_note(meta: dict[str, Any]) -> str | None:
 
 
 def mpi_summary() -> dict[str, str]:
-    """MPI library version string (first line and full), standard version, thread level."""
+    """MPI library version string (first line and full), standard version, thread level in
+    force and the one asked for at MPI_Init_thread."""
+    import mpi4py
+
     library = MPI.Get_library_version().strip()
     major, minor = MPI.Get_version()
     return {
@@ -104,6 +107,7 @@ def mpi_summary() -> dict[str, str]:
         "mpi_library_version": library,
         "mpi_standard_version": f"{major}.{minor}",
         "thread_level": thread_level_name(),
+        "thread_level_requested": str(mpi4py.rc.thread_level),
     }
 
 

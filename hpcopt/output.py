@@ -12,6 +12,7 @@ import fcntl
 import os
 import stat
 from collections.abc import Iterable, Iterator
+from datetime import datetime
 from pathlib import Path
 
 from hpcopt.errors import UsageError
@@ -24,12 +25,24 @@ __all__ = [
     "locked_output",
     "partial_path",
     "prepare_folder",
+    "stamped_path",
 ]
 
 
 def partial_path(path: Path) -> Path:
     """Where a run in progress writes: ``NAME.h5.partial``."""
     return path.with_name(path.name + ".partial")
+
+
+def stamped_path(prefix: str, folder: Path = Path("results")) -> Path:
+    """A default output name, ``FOLDER/PREFIX-YYYYmmdd-HHMMSS.h5``, with ``-2``, ``-3``, ...
+    added when a run of the same second already took it."""
+    stem = f"{prefix}-{datetime.now():%Y%m%d-%H%M%S}"
+    path, n = folder / f"{stem}.h5", 1
+    while any(p.exists() for p in (path, partial_path(path), _lock_path(path))):
+        n += 1
+        path = folder / f"{stem}-{n}.h5"
+    return path
 
 
 def _lock_path(path: Path) -> Path:

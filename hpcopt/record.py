@@ -19,6 +19,7 @@ __all__ = [
     "Field",
     "cell",
     "merge_per_rank",
+    "variant",
 ]
 
 
@@ -71,6 +72,19 @@ FIELDS: dict[str, Field] = {
         Field("algbw_GBps", float, "algbw(GB/s)", ".3f", doc="size_bytes / t_avg_s"),
         Field("busbw_GBps", float, "busbw(GB/s)", ".3f", doc="algbw times the bus factor"),
         Field("wire_bytes", int, "wire(B)", "d", doc="bytes handed to MPI sends per call"),
+        Field("wire_bytes_kind", str, "wire kind", doc="nominal or counted (docs/schema.md)"),
+        Field("wire_bytes_measured", int, "iface(B)", "d", doc="interface bytes per call"),
+        Field("mode", str, "mode", doc="blocking, nonblocking or persistent"),
+        Field("timer", str, "timer", doc="c (the C core) or python: who timed the loop"),
+        Field("buffers", int, "sets", "d", doc="rotating buffer sets used"),
+        Field("root", int, "root", "d", doc="the root of rooted operations"),
+        Field("topology", str, "topology", doc="gossip graph of a neighbourhood exchange"),
+        Field("degree", int, "degree", "d", doc="neighbours per rank"),
+        Field("pairs", int, "pairs", "d", doc="rank pairs of a point-to-point pattern"),
+        Field("msg_rate_per_s", float, "msg/s", ".4g", doc="messages per second, all pairs"),
+        Field("t_pure_s", float, "pure(us)", ".2f", _US, "mean", doc="nonblocking call alone"),
+        Field("t_compute_s", float, "comp(us)", ".2f", _US, "mean", doc="dummy compute alone"),
+        Field("overlap_pct", float, "overlap%", ".1f", doc="OSU's overlap of compute and call"),
         Field("compression_ratio", float, "ratio", ".1f", doc="input bytes / wire bytes"),
         Field("rel_error", float, "rel_err", ".2e", doc="relative error against exact"),
         Field("encode_GBps", float, "enc(GB/s)", ".3f", doc="encode throughput of input"),
@@ -103,8 +117,10 @@ REPORT_ORDER = (
 
 # The columns `hpcopt report` may show (those that some record of a kernel has).
 REPORT_TABLE = (
-    "tag", "algo", "encoder", "problem", "dtype", "size_bytes", "ranks", "t_avg_s", "t_min_s",
-    "t_max_s", "t_p99_s", "busbw_GBps", "wire_bytes", "compression_ratio", "rel_error",
+    "tag", "algo", "encoder", "problem", "topology", "mode", "root", "timer", "dtype",
+    "size_bytes", "ranks", "t_avg_s", "t_min_s", "t_max_s", "t_p99_s", "busbw_GBps",
+    "msg_rate_per_s", "t_pure_s", "t_compute_s", "overlap_pct", "wire_bytes",
+    "wire_bytes_measured", "compression_ratio", "rel_error",
     "encode_GBps", "decode_GBps", "eps", "reached", "iters_to_eps", "bits_to_eps",
     "time_to_eps_s", "final_subopt", "wrong",
 )  # fmt: skip
@@ -127,7 +143,19 @@ _TRAIN: tuple[Column, ...] = (
     ("bits_to_eps", 10, "bits to eps"), ("fp32_bits", 10, ""), ("lower_bound_bits", 10, ""),
     ("time_to_eps_s", 9, ""), ("final_subopt", 9, ""),
 )  # fmt: skip
-CONSOLE: dict[str, tuple[Column, ...]] = {"sweep": _SWEEP, "compress": _COMPRESS, "train": _TRAIN}
+_OVERLAP: tuple[Column, ...] = (
+    ("size_bytes", 12, ""), ("algo", -12, ""), ("iters", 6, ""), ("t_avg_s", 11, "total(us)"),
+    ("t_pure_s", 11, ""), ("t_compute_s", 11, ""), ("overlap_pct", 9, ""), ("t_p99_s", 11, ""),
+    ("algbw_GBps", 11, ""), ("busbw_GBps", 11, ""), ("wrong", 6, ""),
+)  # fmt: skip
+_NEIGHBOR: tuple[Column, ...] = (
+    ("size_bytes", 12, ""), ("topology", -12, ""), ("degree", 6, ""), ("algo", -8, ""),
+    *_SWEEP[3:],
+)  # fmt: skip
+CONSOLE: dict[str, tuple[Column, ...]] = {
+    "sweep": _SWEEP, "compress": _COMPRESS, "train": _TRAIN, "overlap": _OVERLAP,
+    "neighbor": _NEIGHBOR,
+}  # fmt: skip
 
 
 def cell(name: str, value: Any) -> str:
@@ -147,3 +175,14 @@ def merge_per_rank(per_rank: Sequence[dict[str, Any]]) -> dict[str, Any]:
         else:
             merged[key] = max(values)
     return merged
+
+
+# Fields that make records of the same kernel, algorithm and size different measurements.
+VARIANT_FIELDS = ("topology", "mode")
+
+
+def variant(rec: dict[str, Any]) -> str:
+    """What sets a record apart beyond its algorithm (``""`` for a blocking call): the
+    topology of a neighbourhood exchange, a nonblocking or persistent mode."""
+    parts = [str(rec[f]) for f in VARIANT_FIELDS if rec.get(f) not in (None, "", "blocking")]
+    return "/".join(parts)

@@ -8,7 +8,6 @@ import shutil
 import sys
 import tempfile
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ from hpcopt.errors import UsageError
 from hpcopt.launch import spawn_kernel_checked
 from hpcopt.log import merge_logs, read_log
 from hpcopt.meta import usable_cores
-from hpcopt.output import locked_output, partial_path
+from hpcopt.output import locked_output, partial_path, stamped_path
 from hpcopt.record import cell
 from hpcopt.specs import format_size, plural
 
@@ -36,10 +35,16 @@ def default_ranks() -> int:
     return max(2, min(MAX_SUITE_RANKS, usable_cores()))
 
 
+SHORT_SWEEP = ["-b", "8", "-f", "16", "--algo", "native,ring"]
+SUMMARY_KERNELS = ("allreduce", "allgather", "reduce_scatter")
+
+
 def _plan(ranks: int, maxbytes: str) -> list[tuple[str, int, list[str]]]:
     plan = [
         ("allreduce", ranks, ["-b", "8", "-e", maxbytes, "--algo", "all"]),
-        ("p2p", 2, ["-b", "8", "-e", maxbytes]),
+        ("allgather", ranks, [*SHORT_SWEEP, "-e", maxbytes]),
+        ("reduce_scatter", ranks, [*SHORT_SWEEP, "-e", maxbytes]),
+        ("p2p", 2, ["-b", "8", "-e", maxbytes, "--pattern", "pingpong,stream,bibw"]),
     ]
     plan.append(("compress", 1, ["-b", "1M", "-e", "1M", "-n", "5", "-w", "1"]))
     one_size = ["--algo", "ring", "-b", maxbytes, "-e", maxbytes, "-n", "5", "-w", "1"]
@@ -103,8 +108,8 @@ def _latency(item: Rec) -> tuple[float, str]:
 def _bandwidth(item: Rec, field: str) -> tuple[float, str]:
     """GB/s at the median time (and at the quartiles), for ``field`` (algbw or busbw)."""
     rec = item[0]
-    factor = rec[field] / rec["algbw_GBps"] if rec.get("algbw_GBps") else 1.0
-    q1, q2, q3 = (rec["size_bytes"] / t / 1e9 * factor for t in _quartiles(*item))
+    per_call = rec[field] * rec["t_avg_s"]  # the field's gigabytes per call
+    q1, q2, q3 = (per_call / t for t in _quartiles(*item))
     return q2, f"{q2:.3f} [{q3:.3f}-{q1:.3f}]"
 
 
@@ -139,19 +144,26 @@ def _sweep_table(kernel: str, items: list[Rec]) -> list[str]:
 
 def summary(path: Path) -> str:
     """A short report: each algorithm's small-message latency and large-message busbw
-    (medians over iterations with their interquartile range), the p2p link, the encoders."""
+    (medians over iterations with their interquartile range) for allreduce, allgather and
+    reduce-scatter, the p2p link, the encoders."""
     log = read_log(path)
     items = list(zip(log.records(), (a for run in log.runs for a in run.arrays), strict=True))
-    plain = [i for i in items if i[0]["kernel"] == "allreduce" and "method" not in i[0]]
-    lines = _sweep_table("allreduce", plain)
+    lines: list[str] = []
+    for kernel in SUMMARY_KERNELS:  # the plain sweeps; compressed runs carry a method
+        plain = [i for i in items if i[0]["kernel"] == kernel and "method" not in i[0]]
+        lines += _sweep_table(kernel, plain)
     ping = [i for i in items if i[0]["kernel"] == "p2p" and i[0]["algo"] == "pingpong"]
     stream = [i for i in items if i[0]["kernel"] == "p2p" and i[0]["algo"] == "stream"]
+    bibw = [i for i in items if i[0]["kernel"] == "p2p" and i[0]["algo"] == "bibw"]
     if ping and stream:
         lo, hi = ping[0], stream[-1]
-        lines.append(
+        line = (
             f"p2p: latency {format_size(lo[0]['size_bytes'])} {_latency(lo)[1]} us; "
             f"bandwidth {format_size(hi[0]['size_bytes'])} {_bandwidth(hi, 'algbw_GBps')[1]} GB/s"
         )
+        if bibw:
+            line += f"; bidirectional {_bandwidth(bibw[-1], 'algbw_GBps')[1]} GB/s"
+        lines.append(line)
     for rec, _ in (i for i in items if i[0]["kernel"] == "compress"):
         ratio = cell("compression_ratio", rec.get("compression_ratio"))
         speed = cell("encode_GBps", rec.get("encode_GBps"))
@@ -195,8 +207,7 @@ def compression_verdicts(log: Any, squeezed: list[dict[str, Any]]) -> list[str]:
 
 def suite_main(args: Any) -> int:
     """CLI entry of ``hpcopt suite``."""
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    output = Path(args.output) if args.output else Path("results") / f"{stamp}.h5"
+    output = Path(args.output) if args.output else stamped_path("suite")
     ranks = default_ranks() if args.np is None else args.np
     if ranks < 2:
         raise UsageError(f"--np must be at least 2 (the allreduce sweep needs peers), got {ranks}")

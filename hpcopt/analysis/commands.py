@@ -66,8 +66,8 @@ def _fit_tables(fits: Any) -> str:
     out = []
     sections = (
         ("links: Hockney t = alpha + n*beta", fits.links),
-        ("allreduce fits: closed form per algorithm", fits.algorithms),
-        ("allreduce predicted from the p2p link (pingpong) alpha, beta", fits.predictions),
+        ("collective fits: closed form per algorithm", fits.algorithms),
+        ("collectives predicted from the p2p link (pingpong) alpha, beta", fits.predictions),
     )
     for title, group in sections:
         if not group:
@@ -95,7 +95,7 @@ def _fit_tables(fits: Any) -> str:
         ]
         out += ["# (predicted - measured) / measured, %", text_table(["size(B)", "ranks"] +
                 [r["name"] for r in recs], body), ""]  # fmt: skip
-    return "\n".join(out) if out else "(no p2p or allreduce records with two or more sizes)"
+    return "\n".join(out) if out else "(no p2p or collective records with two or more sizes)"
 
 
 def _joined(paths: list[str]) -> Any:
@@ -109,7 +109,7 @@ def _joined(paths: list[str]) -> Any:
 
 
 def cmd_model_fit(args: argparse.Namespace) -> int:
-    """Fit α, β, γ to a log's p2p and allreduce records."""
+    """Fit α, β, γ to a log's p2p and collective records."""
     from hpcopt.analysis.fits import fit_log
     from hpcopt.analysis.text import to_json
 
@@ -141,14 +141,15 @@ def _predict_text(rows: list[dict[str, Any]], even: list[dict[str, Any]], note: 
     from hpcopt.analysis.predict import schemes
     from hpcopt.analysis.text import fmt_num, text_table
 
-    names = schemes()
+    kernel = rows[0]["kernel"]
+    names = schemes(kernel)
     head = ["size(B)", *(f"{s}(us)" for s in names), "bound(us)", "best"]
     body = [
         [str(r["size_bytes"]), *(fmt_num(r[f"{s}_s"], ".4g", 1e6) for s in names),
          fmt_num(r["lower_bound_s"], ".4g", 1e6), r["best"]]
         for r in rows
     ]  # fmt: skip
-    out = [f"# predicted allreduce times at {plural(rows[0]['ranks'], 'rank')}; {note}"]
+    out = [f"# predicted {kernel} times at {plural(rows[0]['ranks'], 'rank')}; {note}"]
     out.append(text_table(head, body))
     if even:
         out += ["", "# encoders: compression is faster on links slower than pays_below"]
@@ -163,7 +164,7 @@ def _predict_text(rows: list[dict[str, Any]], even: list[dict[str, Any]], note: 
 
 
 def cmd_model_predict(args: argparse.Namespace) -> int:
-    """Predict allreduce times at any scale, and where encoders pay off."""
+    """Predict a collective's times at any scale, and where encoders pay off."""
     from hpcopt.analysis.predict import break_even_table, predict_table
     from hpcopt.analysis.text import to_json
     from hpcopt.specs import parse_size
@@ -187,7 +188,7 @@ def cmd_model_predict(args: argparse.Namespace) -> int:
     sizes = [parse_size(s) for s in args.sizes.split(",") if s.strip()]
     if not sizes:
         raise UsageError("--sizes is empty")
-    rows = predict_table(args.ranks, sizes, alpha, beta, gamma or 0.0)
+    rows = predict_table(args.ranks, sizes, alpha, beta, gamma or 0.0, args.kernel)
     sources = [*(args.source or []), *(args.encoders or [])]
     even = break_even_table(_compress_records(sources), args.ranks, alpha, gamma or 0.0)
     note = f"alpha {alpha * 1e6:.3g} us, beta {1 / (beta * 1e9):.3g} GB/s, {note}"
@@ -204,6 +205,7 @@ def cmd_model_predict(args: argparse.Namespace) -> int:
 def add_subparser(sub: Any) -> None:
     """Register ``compare`` and ``model`` on the ``hpcopt`` parser."""
     from hpcopt.analysis.fits import STATS
+    from hpcopt.collectives import COLLECTIVES
 
     cmp = sub.add_parser("compare", help="line up the same measurements across logs")
     cmp.add_argument("files", nargs="+", help="two or more .h5 logs; ratios are to the first")
@@ -218,15 +220,23 @@ def add_subparser(sub: Any) -> None:
 
     model = sub.add_parser("model", help="alpha-beta-gamma cost models: fit and predict")
     msub = model.add_subparsers(dest="model_command", required=True, parser_class=type(model))
-    fit = msub.add_parser("fit", help="fit alpha, beta, gamma to a log's p2p and allreduce records")
-    fit.add_argument("files", nargs="+", help=".h5 logs, fitted together (p2p and allreduce)")
+    fit = msub.add_parser(
+        "fit", help="fit alpha, beta, gamma to a log's p2p and collective records"
+    )
+    fit.add_argument("files", nargs="+", help=".h5 logs, fitted together (p2p and collectives)")
     fit.add_argument("--format", default="table", choices=("table", "json"))
     fit.add_argument("--stat", default="avg", choices=tuple(STATS), help="which time to fit")
     fit.add_argument("--gamma", type=float, help="reduction GB/s for predictions (default: fit)")
     fit.set_defaults(func=cmd_model_fit)
 
-    pred = msub.add_parser("predict", help="allreduce times at any scale; encoder break-even")
+    pred = msub.add_parser("predict", help="collective times at any scale; encoder break-even")
     pred.add_argument("--ranks", type=int, required=True, help="rank count p")
+    pred.add_argument(
+        "--kernel",
+        default="allreduce",
+        choices=tuple(COLLECTIVES),
+        help="the operation whose algorithms to predict (default allreduce)",
+    )
     pred.add_argument("--alpha", type=float, help="latency per message (us)")
     pred.add_argument("--beta", type=float, help="link bandwidth (GB/s)")
     pred.add_argument("--gamma", type=float, help="local reduction throughput (GB/s)")

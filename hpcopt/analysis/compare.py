@@ -21,7 +21,7 @@ import numpy as np
 from hpcopt.analysis.fits import records_with_arrays
 from hpcopt.analysis.text import text_table
 from hpcopt.log import Log
-from hpcopt.record import cell
+from hpcopt.record import cell, variant
 
 __all__ = [
     "CONFIDENCE",
@@ -38,7 +38,7 @@ __all__ = [
     "verdict",
 ]
 
-KEY_FIELDS = ("kernel", "algo", "encoder", "dtype", "size_bytes")
+KEY_FIELDS = ("kernel", "algo", "encoder", "dtype", "size_bytes", "variant")
 NO_DIFFERENCE = "no clear difference"
 NO_SAMPLES = "no verdict: no per-iteration samples in"
 MIN_EFFECT = 0.10
@@ -99,7 +99,8 @@ def _timed(log: Log) -> dict[tuple, tuple[dict[str, Any], np.ndarray | None]]:
             continue
         times = arrays.get("times_s")
         per_iter = times.max(axis=0) if isinstance(times, np.ndarray) and times.size else None
-        out.setdefault(tuple(rec.get(k) for k in KEY_FIELDS), (rec, per_iter))
+        key = tuple(variant(rec) if k == "variant" else rec.get(k) for k in KEY_FIELDS)
+        out.setdefault(key, (rec, per_iter))
     return out
 
 
@@ -151,7 +152,8 @@ def compare_table(rows: Sequence[dict[str, Any]], labels: Sequence[str]) -> str:
     body = []
     for row in rows:
         by = {f["tag"]: f for f in row["files"]}
-        cells = [str(row["kernel"]), str(row["algo"]), str(row["encoder"]), str(row["size_bytes"])]
+        algo = f"{row['algo']} ({row['variant']})" if row["variant"] else str(row["algo"])
+        cells = [str(row["kernel"]), algo, str(row["encoder"]), str(row["size_bytes"])]
         for i, label in enumerate(labels):
             f = by.get(label)
             cells.append(f"{f['t_avg_s'] * 1e6:.2f}" if f else "-")
@@ -229,14 +231,15 @@ def plot_compare(
     for kernel in dict.fromkeys(r["kernel"] for r in rows):
         mine = [r for r in rows if r["kernel"] == kernel]
         fig, (ax,) = new_figure()
-        algos = list(dict.fromkeys((r["algo"], r["encoder"]) for r in mine))
-        for a, (algo, encoder) in enumerate(algos):
+        algos = list(dict.fromkeys((r["algo"], r["encoder"], r["variant"]) for r in mine))
+        for a, (algo, encoder, kind) in enumerate(algos):
             name = algo if encoder in ("none", None) else f"{algo}/{encoder}"
+            name = f"{name} ({kind})" if kind else name
             for i, label in enumerate(labels):
                 pts = sorted(
                     (r["size_bytes"], f["t_avg_s"] * 1e6)
                     for r in mine
-                    if (r["algo"], r["encoder"]) == (algo, encoder)
+                    if (r["algo"], r["encoder"], r["variant"]) == (algo, encoder, kind)
                     for f in r["files"]
                     if f["tag"] == label
                 )

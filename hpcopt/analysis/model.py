@@ -1,4 +1,4 @@
-"""Hockney α–β–γ cost models of allreduce algorithms and their least-squares fits.
+"""Hockney α–β–γ cost models of collective algorithms and their least-squares fits.
 
 Every closed form is linear in (α, β, γ): ``t(p, n) = a(p)·α + b(p, n)·β + c(p, n)·γ``
 with α in seconds per message, β and γ in seconds per byte (p ranks, n bytes per rank).
@@ -7,14 +7,13 @@ with α in seconds per message, β and γ in seconds per byte (p ranks, n bytes 
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from hpcopt.collectives import ALLREDUCE, cost_form
+from hpcopt.collectives import COLLECTIVES, cost_form
 from hpcopt.collectives.cost import GENERIC, HOCKNEY, Coefficients, CostForm
 
 __all__ = [
@@ -30,20 +29,24 @@ __all__ = [
 GB = 1e9
 
 
-def forms() -> dict[str, CostForm]:
-    """Every known closed form by name: the link model and each registered algorithm's."""
+def forms(kernel: str | None = None) -> dict[str, CostForm]:
+    """Every known closed form by name: the link model and each registered algorithm's, of
+    every operation or only of ``kernel``'s."""
     known = {f.name: f for f in (HOCKNEY, GENERIC)}
-    for name in ALLREDUCE.names():
-        cost = ALLREDUCE[name].info["cost"]
-        known.setdefault(cost.name, cost)
+    owners = list(COLLECTIVES.values()) if kernel is None else [COLLECTIVES[kernel]]
+    for owner in owners:
+        for name in owner.names():
+            cost = owner[name].info["cost"]
+            known.setdefault(cost.name, cost)
     return known
 
 
 def form_for(algo: str, kernel: str = "allreduce") -> str:
-    """The form name of a record's algorithm: p2p patterns are links, algorithms their own."""
+    """The form name of a record's algorithm: p2p patterns are links, algorithms their own
+    (the generic form where the operation or the algorithm has none)."""
     if kernel == "p2p":
         return HOCKNEY.name
-    found = cost_form(algo)
+    found = cost_form(algo, kernel)
     return found.name if found is not None else GENERIC.name
 
 
@@ -61,11 +64,16 @@ def predict(form: str, p: int, n: float, alpha: float, beta: float, gamma: float
     return a * alpha + b * beta + c * gamma
 
 
-def lower_bound(p: int, n: float, alpha: float, beta: float) -> float:
-    """⌈log2 p⌉·α + 2(p−1)/p·n·β: no allreduce beats this."""
-    if p <= 1:
+def lower_bound(
+    p: int, n: float, alpha: float, beta: float, gamma: float = 0.0, kernel: str = "allreduce"
+) -> float:
+    """No algorithm of ``kernel`` beats this (allreduce: ⌈log2 p⌉·α + 2(p−1)/p·n·β, plus
+    (p−1)/p·n·γ when γ is given)."""
+    bound = COLLECTIVES[kernel].operation.bound
+    if p <= 1 or bound is None:
         return 0.0
-    return math.ceil(math.log2(p)) * alpha + 2 * (p - 1) / p * n * beta
+    a, b, c = bound(p, n)
+    return a * alpha + b * beta + c * gamma
 
 
 def _solve(design: np.ndarray, t: np.ndarray, fixed: np.ndarray) -> np.ndarray:

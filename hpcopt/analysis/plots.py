@@ -127,7 +127,7 @@ def _spread(rec: Rec) -> float | None:
 
 def _timed(kernel: str, recs: list[Rec], out: Path) -> list[Path]:
     """Time, bandwidth and skew figures; each only when some record has its numbers."""
-    groups = _series(recs, ("algo", "encoder", "dtype", "tag", "ranks"))
+    groups = _series(recs, ("algo", "encoder", "dtype", "tag", "ranks", "topology", "mode"))
     sizes, title, paths = [r["size_bytes"] for r in recs], _title(kernel, recs), []
     bw = "algbw_GBps" if kernel == "p2p" else "busbw_GBps"
     if any(_scaled("t_avg_s")(r) for r in recs):
@@ -142,6 +142,14 @@ def _timed(kernel: str, recs: list[Rec], out: Path) -> list[Path]:
         name = "bandwidth" if kernel == "p2p" else "busbw"
         _finish(fig, [ax], f"{name}: {title}", [f"{name} (GB/s)"], sizes)
         paths += save(fig, out, f"{kernel}_{name}")
+    overlapped = [r for r in recs if isinstance(r.get("overlap_pct"), (int, float))]
+    if overlapped:
+        fig, (ax,) = new_figure()
+        _lines(ax, _series(overlapped, ("algo", "tag", "ranks", "topology")),
+               lambda r: float(r["overlap_pct"]))  # fmt: skip
+        ax.set_ylim(0, 105)
+        _finish(fig, [ax], f"overlap of compute and call: {title}", ["overlap (%)"], sizes)
+        paths += save(fig, out, f"{kernel}_overlap")
     if not any(_spread(r) is not None or _scaled("t_p99_s")(r) for r in recs):
         return paths
     fig, axes = new_figure(2)

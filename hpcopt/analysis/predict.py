@@ -41,22 +41,27 @@ __all__ = [
 ]
 
 
-def schemes() -> list[str]:
-    """The closed forms a prediction compares: every registered algorithm's but the generic."""
-    return [name for name, form in forms().items() if form.separates_gamma]
+def schemes(kernel: str = "allreduce") -> list[str]:
+    """The closed forms a prediction compares: every registered algorithm's of ``kernel``
+    but the generic ones."""
+    generic = ("generic", "hockney")
+    return [name for name in forms(kernel) if name not in generic]
 
 
 def predict_table(
-    p: int, sizes: Sequence[int], alpha: float, beta: float, gamma: float
-) -> list[dict[str, Any]]:
-    """Per size: each closed form's seconds at p ranks, the lower bound and the best."""
+    p: int, sizes: Sequence[int], alpha: float, beta: float, gamma: float,
+    kernel: str = "allreduce",
+) -> list[dict[str, Any]]:  # fmt: skip
+    """Per size: each closed form of ``kernel`` in seconds at p ranks, the lower bound (γ
+    left out for allreduce, as before) and the best."""
     rows = []
     for n in sizes:
-        row: dict[str, Any] = {"ranks": p, "size_bytes": n}
-        times = {name: predict(name, p, n, alpha, beta, gamma) for name in schemes()}
+        row: dict[str, Any] = {"kernel": kernel, "ranks": p, "size_bytes": n}
+        times = {name: predict(name, p, n, alpha, beta, gamma) for name in schemes(kernel)}
         row.update({f"{name}_s": t for name, t in times.items()})
-        row["lower_bound_s"] = lower_bound(p, n, alpha, beta)
-        row["best"] = min(times, key=times.__getitem__)
+        bound_gamma = 0.0 if kernel == "allreduce" else gamma
+        row["lower_bound_s"] = lower_bound(p, n, alpha, beta, bound_gamma, kernel)
+        row["best"] = min(times, key=times.__getitem__) if times else "-"
         rows.append(row)
     return rows
 

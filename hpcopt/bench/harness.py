@@ -13,12 +13,14 @@ import math
 import sys
 import time
 from collections.abc import Callable, Container, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 from mpi4py import MPI
 
+from hpcopt import timer as ctimer
+from hpcopt.bench import wire
 from hpcopt.bench.guard import SweepGuard
 from hpcopt.errors import UsageError
 from hpcopt.record import merge_per_rank
@@ -31,6 +33,7 @@ __all__ = [
     "iterations_for",
     "measure",
     "plan_sizes",
+    "resolve_timer",
     "run_sweep",
     "size_sweep",
     "summarize",
@@ -48,6 +51,7 @@ MIN_SCALED_ITERS = 10
 MIN_SCALED_WARMUP = 2
 GB = 1e9
 PROGRESS_AFTER_S = 10.0
+TIMERS = ("auto", "c", "python")
 
 
 class Prepared:
@@ -61,6 +65,9 @@ class Prepared:
     size_bytes: int = 0
     messages_per_call = 1  # a call that moves several messages divides its samples by this
     host_only = False  # no device stream to synchronize inside the timed window
+    wire_kind = "counted"  # "nominal": run() returns the buffer handed to MPI's own operation
+    buffer_sets = 1  # rotating buffer sets in use (see plan_calls)
+    timing_comm: MPI.Comm | None = None  # the C core's communicator when not the run's
 
     def run(self) -> int:
         """Perform the operation once; return the bytes this rank handed to MPI."""
@@ -80,6 +87,14 @@ class Prepared:
     def begin_timed(self) -> None:
         """Called once the warm-ups are done (e.g. to forget their phase counters)."""
 
+    def plan_calls(self, calls: int, buffers: int) -> None:
+        """Called once the iteration counts are known, before any call: ``calls`` warm-ups
+        and timed calls will be made; ``buffers`` sets were asked for (0: auto)."""
+
+    def c_call(self) -> ctimer.TimedCall | None:
+        """MPI's own operation for the C timing core to time, or None (the Python loop)."""
+        return None
+
     def iteration_bytes(self) -> int:
         """Bytes one call moves, which sets the iteration scaling (default ``size_bytes``)."""
         return self.size_bytes
@@ -93,10 +108,16 @@ class Case:
     encoder = "none"
     dtype = "uint8"
     itemsize = 1  # sizes are rounded down to whole elements
+    note = ""  # a line for the printed header (e.g. what a size means)
+    console = ""  # the console layout (record.CONSOLE) when not the kernel's own
 
     def bus_factor(self, ranks: int) -> float:
         """busbw = algbw × this factor (nccl-tests' convention; 1 when there is none)."""
         return 1.0
+
+    def algbw_bytes(self, size_bytes: int, ranks: int) -> int:
+        """The bytes algbw divides by the time (nccl-tests' size; default ``size_bytes``)."""
+        return size_bytes
 
     def record_fields(self) -> dict[str, Any]:
         """Constant fields added to each of this case's records."""
@@ -107,8 +128,9 @@ class Case:
         return 3 * size_bytes
 
     def notes(self) -> list[str]:
-        """Lines for the run's header: what this case does differently from what was asked."""
-        return []
+        """Lines for the run's header: ``note``, and what this case does differently from
+        what was asked."""
+        return [self.note] if self.note else []
 
     def prepare(self, size_bytes: int) -> Prepared:
         """Allocate the buffers for one size."""
@@ -128,6 +150,8 @@ class SweepConfig:
     scale_iters: bool = True
     barrier: str = "iter"
     check: bool = True
+    timer: str = "python"  # "c": MPI's own operations timed by the C core where cases allow
+    buffers: int = 1  # rotating buffer sets per size (0: auto)
 
 
 def size_sweep(minbytes: int, maxbytes: int, factor: float) -> list[int]:
@@ -224,6 +248,49 @@ def time_loop(
     return sent if warmup else int(result or 0)
 
 
+def resolve_timer(comm: MPI.Comm, cfg: SweepConfig) -> SweepConfig:
+    """``auto`` becomes ``c`` when the C core works on every rank, else ``python``
+    (collective); an explicit choice stays."""
+    if cfg.timer not in TIMERS:
+        raise UsageError(f"--timer must be one of {', '.join(TIMERS)}, got {cfg.timer!r}")
+    if cfg.timer != "auto":
+        return cfg
+    return replace(cfg, timer="c" if ctimer.available(comm) else "python")
+
+
+def _time_in_c(
+    comm: MPI.Comm, prepared: Prepared, call: ctimer.TimedCall, warmup: int, times: np.ndarray,
+    barrier: str,
+) -> tuple[int, dict[str, float]]:  # fmt: skip
+    """The C core times ``call``; one untimed Python call before it gives the bytes."""
+    sent = prepared.run()
+    prepared.sync()
+    phases: dict[str, np.ndarray] = {}
+    if call.mode == "nonblocking":
+        phases = {"t_pure_s": np.zeros_like(times), "t_compute_s": np.zeros_like(times)}
+    ctimer.time_call(
+        prepared.timing_comm or comm, call, times, warmup=warmup, barrier=barrier,
+        t_pure=phases.get("t_pure_s"), t_compute=phases.get("t_compute_s"),
+    )  # fmt: skip
+    prepared.sync()
+    return sent, {name: float(values.mean()) for name, values in phases.items()}
+
+
+def _timed(
+    comm: MPI.Comm, prepared: Prepared, warmup: int, times: np.ndarray, cfg: SweepConfig
+) -> tuple[int, dict[str, Any], str]:
+    """Time with the C core when asked and the case has a call for it, else in Python;
+    returns bytes per call, per-rank extra fields and the timer used. Samples are per
+    message either way."""
+    call = prepared.c_call() if cfg.timer == "c" else None
+    if call is None:
+        sent = time_loop(comm, prepared, warmup, times, cfg.barrier)
+        times /= prepared.messages_per_call
+        return sent, {}, "python"
+    sent, extra = _time_in_c(comm, prepared, call, warmup, times, cfg.barrier)
+    return sent, extra, "c"
+
+
 def _then_sync(run: Callable[[], Any], sync: Callable[[], None]) -> Callable[[], Any]:
     """``run`` followed by ``sync``, so that the timer stops after the device is done."""
 
@@ -265,20 +332,24 @@ def measure(
     """Time one case at one size; the record's fields and arrays on rank 0."""
     prepared = case.prepare(size)
     warmup, iters = iterations_for(prepared.iteration_bytes(), cfg)
+    prepared.plan_calls(warmup + iters, cfg.buffers)
     times = np.zeros(iters)
-    sent = time_loop(comm, prepared, warmup, times, cfg.barrier)
-    per_call = prepared.messages_per_call
-    times /= per_call
+    sent, phase_means, timer = _timed(comm, prepared, warmup, times, cfg)
+    per_call, sets, wire_kind = prepared.messages_per_call, prepared.buffer_sets, prepared.wire_kind
     checked = prepared.check() if cfg.check else {"wrong": 0}
+    checked.update(phase_means)
+    iface = wire.measurable(comm) if wire.interface() else ""  # extra calls, after the check
+    measured = wire.measure_calls(comm, iface, prepared.run, iters) if iface else None
     size = prepared.size_bytes
     del prepared
     gc.collect()  # free this size's buffers now, even if a case holds a reference cycle
     p = comm.size
     all_times = np.empty((p, iters)) if comm.rank == 0 else None
     comm.Gather(times, all_times, root=0)
-    wire = np.array([sent], dtype=np.int64)
+    sent_array = np.array([sent], dtype=np.int64)
     all_wire = np.empty(p, dtype=np.int64) if comm.rank == 0 else None
-    comm.Gather(wire, all_wire, root=0)
+    comm.Gather(sent_array, all_wire, root=0)
+    all_measured = comm.gather(measured, root=0)
     wrong = np.array([checked.pop("wrong")], dtype=np.int64)
     comm.Allreduce(MPI.IN_PLACE, wrong)
     extra = comm.gather(checked, root=0)
@@ -298,13 +369,20 @@ def measure(
         "checked": cfg.check,
         "wrong": int(wrong[0]),
         "wire_bytes": int(all_wire.max()),
+        "wire_bytes_kind": wire_kind,
         "messages_per_call": per_call,
+        "timer": timer,
+        "buffers": sets,
     }
     fields.update(case.record_fields())
-    fields.update(summarize(all_times, size, case.bus_factor(p)))
+    fields.update(summarize(all_times, case.algbw_bytes(size, p), case.bus_factor(p)))
     fields.update(merge_per_rank(extra))
+    arrays = {"times_s": all_times, "wire_bytes_per_rank": all_wire}
+    if all_measured is not None and all_measured[0] is not None:
+        arrays["wire_bytes_measured_per_rank"] = np.array(all_measured)
+        fields["wire_bytes_measured"] = round(max(all_measured))
     case.finish_record(fields)
-    return fields, {"times_s": all_times, "wire_bytes_per_rank": all_wire}
+    return fields, arrays
 
 
 def run_sweep(

@@ -12,9 +12,9 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -22,21 +22,26 @@ from mpi4py import MPI
 
 from hpcopt import smoke
 from hpcopt.backend import Backend, get_backend
+from hpcopt.bench.buffers import parse_buffers
 from hpcopt.bench.console import Table
-from hpcopt.bench.guard import DEFAULT_TIMEOUT_S, Interrupted, SweepGuard
+from hpcopt.bench.guard import ABORT_GRACE_S, DEFAULT_TIMEOUT_S, Interrupted, SweepGuard
 from hpcopt.bench.harness import (
     BARRIER_POLICIES,
+    TIMERS,
     Case,
     SweepConfig,
     plan_sizes,
+    resolve_timer,
     run_sweep,
     size_sweep,
 )
 from hpcopt.bench.resources import check_memory
 from hpcopt.bench.resume import Resumed, load_resume
+from hpcopt.bench.settings import THREAD_LEVELS, check_timer, run_settings
 from hpcopt.errors import UsageError
 from hpcopt.log import LogWriter
 from hpcopt.meta import collect_meta
+from hpcopt.output import stamped_path
 from hpcopt.registry import load_plugins
 from hpcopt.specs import label, parse_size
 
@@ -92,6 +97,8 @@ def add_output_flags(parser: argparse.ArgumentParser) -> None:
     add("--overwrite", action="store_true",
         help="replace an existing log (a regular file) once this run has finished")  # fmt: skip
     add("-q", "--quiet", action="store_true", help="no progress lines on stderr")
+    add("--thread-level", default="multiple", choices=THREAD_LEVELS,
+        help="MPI thread level asked for at MPI_Init_thread (default multiple)")  # fmt: skip
 
 
 def common_parser(kernel: str, description: str | None) -> KernelParser:
@@ -114,6 +121,12 @@ def common_parser(kernel: str, description: str | None) -> KernelParser:
     add("--barrier", default="iter", choices=tuple(BARRIER_POLICIES),
         help="iter: MPI_Barrier before every timed iteration, not timed; none: one barrier, "
         "then iterations back to back (default %(default)s)")  # fmt: skip
+    add("--timer", default="auto", choices=TIMERS,
+        help="who times MPI's own operations: c (the C core), python, or auto (C where it "
+        "works; default %(default)s)")  # fmt: skip
+    add("--buffers", default="1", type=parse_buffers, metavar="N|auto",
+        help="rotating buffer sets per size, to time out of cache; auto: enough to exceed "
+        "the last-level cache (default %(default)s)")  # fmt: skip
     add_run_flags(parser, "one size of one case")
     add_output_flags(parser)
     return parser
@@ -156,12 +169,9 @@ def sweep_config(args: argparse.Namespace) -> SweepConfig:
         scale_iters=not args.fixed_iters,
         barrier=args.barrier,
         check=bool(args.check),
+        timer=check_timer(args.timer),
+        buffers=args.buffers,
     )
-
-
-def _default_output(kernel: str) -> Path:
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path("results") / f"{kernel}-{stamp}.h5"
 
 
 def _agree(comm: MPI.Comm, error: str | None) -> None:
@@ -200,7 +210,7 @@ def open_log(comm: MPI.Comm, kernel: str, args: argparse.Namespace) -> LogWriter
             if getattr(args, "resume", None):
                 writer = LogWriter.resume(args.resume)
             else:
-                output = Path(args.output) if args.output else _default_output(kernel)
+                output = Path(args.output) if args.output else stamped_path(kernel)
                 writer = LogWriter(output, overwrite=args.overwrite)
         except Exception as exc:
             error = _reason(exc)
@@ -241,6 +251,7 @@ def _setup(
 
 def _run_logged(comm: MPI.Comm, kernel: str, sweep: Sweep, writer: LogWriter | None) -> int:
     args, cfg, backend, resumed = sweep.args, sweep.cfg, sweep.backend, sweep.resumed
+    cfg = resolve_timer(comm, cfg)
     meta = collect_meta(
         comm,
         kernel=kernel,
@@ -249,8 +260,10 @@ def _run_logged(comm: MPI.Comm, kernel: str, sweep: Sweep, writer: LogWriter | N
         cuda_aware=backend.cuda_aware,
         barrier=cfg.barrier,
         barrier_policy=BARRIER_POLICIES[cfg.barrier],
+        **run_settings(comm, cfg),
     )
-    table = Table(kernel) if comm.rank == 0 else None
+    console = next((case.console for case, _ in sweep.plans if case.console), kernel)
+    table = Table(console) if comm.rank == 0 else None
     if writer is not None and table is not None:
         notes = [f"barrier: {meta['barrier_policy']}", TIMES_NOTE, *sweep.notes]
         notes += [smoke.NOTE] if smoke.active() else []
@@ -302,6 +315,7 @@ def guarded(comm: MPI.Comm, kernel: str, setup: Callable[[], T], body: Callable[
     except BaseException as exc:
         print(f"{kernel}: error on rank {comm.rank}: {type(exc).__name__}: {exc}", file=sys.stderr)
         sys.stderr.flush()
+        time.sleep(ABORT_GRACE_S)
         comm.Abort(1)
         raise
 

@@ -8,23 +8,36 @@ import numpy as np
 
 from hpcopt.backend import Backend, to_host
 
-__all__ = ["count_mismatches", "fill_check_data", "normal_data", "relative_error"]
+__all__ = [
+    "check_block",
+    "count_mismatches",
+    "fill_check_data",
+    "normal_data",
+    "relative_error",
+]
 
 _CHUNK = 1 << 22
 
 
 def fill_check_data(buf: Any, rank: int, seed: int = 0) -> None:
-    """Deterministic per-rank values in [-8, 8) on a 1/8 grid: sums are exact in any order."""
-    xp_is_numpy = isinstance(buf, np.ndarray)
+    """Deterministic per-rank values in [-8, 8) on a 1/8 grid (integers in [-64, 64) for
+    integer types): sums are exact in any order."""
     for lo in range(0, buf.size, _CHUNK):
         hi = min(lo + _CHUNK, buf.size)
         rng = np.random.default_rng([seed, rank, buf.size, lo])
-        ints = rng.integers(-64, 64, hi - lo)
-        vals = (ints / 8 if buf.dtype.kind == "f" else ints).astype(buf.dtype)
-        if xp_is_numpy:
-            buf[lo:hi] = vals
+        ints = np.frombuffer(rng.bytes(hi - lo), np.int8) >> 1  # uniform in [-64, 64)
+        scale = 0.125 if buf.dtype.kind == "f" else 1
+        if isinstance(buf, np.ndarray):
+            np.multiply(ints, scale, out=buf[lo:hi], casting="unsafe")
         else:
-            buf[lo:hi].set(vals)
+            buf[lo:hi].set((ints * scale).astype(buf.dtype))
+
+
+def check_block(count: int, dtype: Any, rank: int, block: int) -> np.ndarray:
+    """Block ``block`` of rank ``rank``'s check data: what every rank can regenerate."""
+    out = np.empty(count, dtype)
+    fill_check_data(out, rank, seed=block + 1)
+    return out
 
 
 def count_mismatches(got: Any, want: Any) -> int:

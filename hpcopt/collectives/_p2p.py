@@ -73,7 +73,7 @@ def mpi_spec(arr: Any) -> Any:
     return [memoryview(arr.reshape(-1)).cast("B"), arr.size, datatype]
 
 
-def buffer_key(comm: MPI.Comm, buf: Any, op: MPI.Op) -> tuple:
+def buffer_key(comm: MPI.Comm, buf: Any, op: MPI.Op | None) -> tuple:
     """Identity of (communicator, buffer memory, op) for cached schedules.
 
     The buffer counts by its memory (address, length, dtype), so a new view of the same

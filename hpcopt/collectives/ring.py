@@ -1,4 +1,8 @@
-"""Ring allreduce: reduce-scatter then allgather around a ring (bandwidth-optimal)."""
+"""Ring algorithms: reduce-scatter, allgather, and allreduce as the one followed by the other.
+
+Each works in place on a vector cut into p near-equal chunks (``chunk_bounds``), one step
+per neighbour exchange around the ring (bandwidth-optimal, p−1 steps each).
+"""
 
 from __future__ import annotations
 
@@ -16,62 +20,111 @@ from hpcopt.collectives._p2p import (
     scratch_for,
 )
 from hpcopt.collectives.cost import Coefficients, CostForm
-from hpcopt.collectives.registry import register
+from hpcopt.collectives.registry import ALLGATHER, REDUCE_SCATTER, register
 
-__all__ = ["RING_COST", "ring"]
+__all__ = [
+    "RING_COST",
+    "ring",
+    "ring_allgather",
+    "ring_reduce_scatter",
+]
 
 
-class _RingPlan(NamedTuple):
-    """What every step uses, built once per buffer: MPI buffer specs, views, byte counts."""
+class _ReducePlan(NamedTuple):
+    """Reduce-scatter steps built once per buffer: MPI specs, views, byte counts."""
 
-    reduce_scatter: list[tuple[Any, Any, Any, Any, int]]  # send, recv, landing, target, bytes
-    allgather: list[tuple[Any, Any, int]]  # send, recv, bytes
+    steps: list[tuple[Any, Any, Any, Any, int]]  # send, recv, landing, target, bytes
     reduce_into: Reducer
     device: bool
     keep: tuple  # the communicator, buffer and op whose ids key this plan
 
 
-def _plan(comm: MPI.Comm, buf: Any, op: MPI.Op, scratch: Scratch) -> _RingPlan:
-    p, r = comm.size, comm.rank
+class _GatherPlan(NamedTuple):
+    """Allgather steps built once per buffer."""
+
+    steps: list[tuple[Any, Any, Any, int]]  # send, recv spec, recv view, bytes
+    device: bool
+    keep: tuple
+
+
+def _chunks(buf: Any, p: int) -> list[Any]:
     bounds = chunk_bounds(buf.size, p)
-    widest = max(bounds[i + 1] - bounds[i] for i in range(p))
-    tmp = scratch.get("ring", widest, buf.dtype)
+    return [buf[bounds[i] : bounds[i + 1]] for i in range(p)]
 
-    def chunk(i: int) -> Any:
-        return buf[bounds[i % p] : bounds[i % p + 1]]
 
-    steps = range(p - 1)
-    rs = []
-    for s in steps:
-        out, target = chunk(r - s), chunk(r - s - 1)
+def _reduce_plan(comm: MPI.Comm, buf: Any, op: MPI.Op, scratch: Scratch) -> _ReducePlan:
+    p, r = comm.size, comm.rank
+    chunks = _chunks(buf, p)
+    tmp = scratch.get("ring", max(c.size for c in chunks), buf.dtype)
+    steps = []
+    for s in range(p - 1):  # rank r ends with chunk r: it sends r-s-1 and reduces r-s-2
+        out, target = chunks[(r - s - 1) % p], chunks[(r - s - 2) % p]
         landing = tmp[: target.size]
-        rs.append((mpi_spec(out), mpi_spec(landing), landing, target, out.nbytes))
-    ag = [(mpi_spec(chunk(r + 1 - s)), mpi_spec(chunk(r - s)), chunk(r + 1 - s).nbytes)
-          for s in steps]  # fmt: skip
-    return _RingPlan(rs, ag, reducer(op, buf), is_device_array(buf), (comm, buf, op))
+        steps.append((mpi_spec(out), mpi_spec(landing), landing, target, out.nbytes))
+    return _ReducePlan(steps, reducer(op, buf), is_device_array(buf), (comm, buf, op))
 
 
-def ring(comm: MPI.Comm, buf: Any, *, op: MPI.Op = MPI.SUM, scratch: Scratch | None = None) -> int:
-    """In-place ring allreduce; p-1 reduce-scatter steps, then p-1 allgather steps."""
+def _gather_plan(comm: MPI.Comm, buf: Any, shift: int) -> _GatherPlan:
+    p, r = comm.size, comm.rank
+    chunks = _chunks(buf, p)
+    steps = []
+    for s in range(p - 1):  # rank q owns chunk (q - shift) on entry
+        out, into = chunks[(r - s - shift) % p], chunks[(r - s - 1 - shift) % p]
+        steps.append((mpi_spec(out), mpi_spec(into), into, out.nbytes))
+    return _GatherPlan(steps, is_device_array(buf), (comm, buf))  # keep: ids key the plan
+
+
+def ring_reduce_scatter(
+    comm: MPI.Comm, buf: Any, *, op: MPI.Op = MPI.SUM, scratch: Scratch | None = None
+) -> int:
+    """In place over p chunks: rank r ends with chunk r reduced over every rank (the other
+    chunks hold partial sums). Returns bytes sent."""
     p, r = comm.size, comm.rank
     if p == 1 or buf.size == 0:
         return 0
     scratch = scratch_for(scratch, buf)
-    plan = scratch.plan(("ring", *buffer_key(comm, buf, op)), lambda: _plan(comm, buf, op, scratch))
+    key = ("ring-rs", *buffer_key(comm, buf, op))
+    plan = scratch.plan(key, lambda: _reduce_plan(comm, buf, op, scratch))
     right, left = (r + 1) % p, (r - 1) % p
     sendrecv, sent = comm.Sendrecv, 0
-    for out, into, landing, target, nbytes in plan.reduce_scatter:
+    for out, into, landing, target, nbytes in plan.steps:
         if plan.device:
             sync(landing)
         sendrecv(out, right, 0, into, left, 0)
         plan.reduce_into(target, landing)
         sent += nbytes
-    for out, into, nbytes in plan.allgather:
+    return sent
+
+
+def ring_allgather(
+    comm: MPI.Comm, buf: Any, *, scratch: Scratch | None = None, shift: int = 0
+) -> int:
+    """In place over p chunks: rank q holds chunk (q − shift) mod p on entry, every chunk on
+    exit. Returns bytes sent."""
+    p, r = comm.size, comm.rank
+    if p == 1 or buf.size == 0:
+        return 0
+    scratch = scratch_for(scratch, buf)
+    key = ("ring-ag", shift, *buffer_key(comm, buf, None))
+    plan = scratch.plan(key, lambda: _gather_plan(comm, buf, shift))
+    right, left = (r + 1) % p, (r - 1) % p
+    sendrecv, sent = comm.Sendrecv, 0
+    for out, into, view, nbytes in plan.steps:
         if plan.device:
-            sync(into)
+            sync(view)
         sendrecv(out, right, 0, into, left, 0)
         sent += nbytes
     return sent
+
+
+def ring(comm: MPI.Comm, buf: Any, *, op: MPI.Op = MPI.SUM, scratch: Scratch | None = None) -> int:
+    """In-place ring allreduce: ring reduce-scatter, then ring allgather."""
+    if comm.size == 1 or buf.size == 0:
+        return 0
+    scratch = scratch_for(scratch, buf)
+    return ring_reduce_scatter(comm, buf, op=op, scratch=scratch) + ring_allgather(
+        comm, buf, scratch=scratch
+    )
 
 
 def _ring_cost(p: int, n: float) -> Coefficients:
@@ -81,5 +134,20 @@ def _ring_cost(p: int, n: float) -> Coefficients:
     return 2.0 * (p - 1), 2 * share * n, share * n
 
 
+def _ring_gather_cost(p: int, n: float) -> Coefficients:
+    return float(p - 1), (p - 1) * n, 0.0
+
+
+def _ring_scatter_cost(p: int, n: float) -> Coefficients:
+    share = (p - 1) / p
+    return float(p - 1), share * n, share * n
+
+
 RING_COST = CostForm("ring", _ring_cost, "2(p-1)a + 2(p-1)/p*n*b + (p-1)/p*n*g")
+RING_GATHER_COST = CostForm("allgather-ring", _ring_gather_cost, "(p-1)a + (p-1)n*b")
+RING_SCATTER_COST = CostForm(
+    "reduce_scatter-ring", _ring_scatter_cost, "(p-1)a + (p-1)/p*n*b + (p-1)/p*n*g"
+)
 register("ring", ring, cost=RING_COST)
+ALLGATHER.add("ring", ring_allgather, cost=RING_GATHER_COST)
+REDUCE_SCATTER.add("ring", ring_reduce_scatter, cost=RING_SCATTER_COST)

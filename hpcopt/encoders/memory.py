@@ -104,6 +104,8 @@ class TwoStageFeedback(ErrorFeedback):
     PyTorch's PowerSGD hook.
     """
 
+    _q_local: Any = None  # this rank's Q before it is summed, kept between calls
+
     @property
     def two_stage(self) -> bool:
         return True
@@ -116,7 +118,10 @@ class TwoStageFeedback(ErrorFeedback):
     def reproject(self, p: Any) -> Any:
         self._p_summed = p
         q = self.encoder.reproject(p)  # type: ignore[attr-defined]
-        self._q_local = q.copy()
+        if self._q_local is None or self._q_local.shape != q.shape:
+            self._q_local = q.copy()
+        else:
+            self._q_local[...] = q
         return q
 
     def reconstruct(self, q: Any, out: Any = None) -> Any:

@@ -1,10 +1,9 @@
-"""The allreduce kernel: flags, cases (uncompressed and compressed) and main."""
+"""The allreduce kernel: the collective kernel over ALLREDUCE, plus compressed payloads."""
 
 from __future__ import annotations
 
 import argparse
-import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -12,122 +11,24 @@ from mpi4py import MPI
 
 from hpcopt.aggregation import PHASES, Plan, aggregate, plan
 from hpcopt.aggregation.adaptive import adaptive_of
-from hpcopt.backend import Backend, Scratch, aligned_full, sync, to_host
+from hpcopt.backend import Backend, Scratch, sync, to_host
 from hpcopt.bench.harness import Case, Prepared
-from hpcopt.bench.program import KernelParser, common_parser, run_sweep_kernel
-from hpcopt.bench.verify import count_mismatches, fill_check_data, normal_data, relative_error
-from hpcopt.collectives import BoundAlgorithm, bus_factor, parse_algorithms
-from hpcopt.collectives._p2p import op_by_name, op_name
+from hpcopt.bench.program import KernelParser, run_sweep_kernel
+from hpcopt.bench.verify import (
+    count_mismatches,
+    fill_check_data,
+    normal_data,
+    relative_error,
+)
+from hpcopt.collectives import ALLREDUCE, bus_factor, parse_algorithms
 from hpcopt.errors import UsageError
+from hpcopt.kernels.collective import REDUCTION_DTYPES, CollectiveKernel
 from hpcopt.specs import no_repeats
 
-__all__ = ["DTYPES", "AllreduceCase", "CompressedAllreduceCase", "cases", "main", "parser"]
+__all__ = ["DTYPES", "KERNEL", "CompressedAllreduceCase", "cases", "main", "parser"]
 
-KERNEL = "allreduce"
-DESCRIPTION = (
-    "Allreduce sweep: every selected algorithm (MPI's own and hpcopt's point-to-point "
-    "ones), optionally on compressed payloads, over a size sweep."
-)
-DTYPES = ("float32", "float64", "int32", "int64")
-OPS = ("sum", "max", "min")
-
-
-def _staged(buf: Any, host: Any, call: Any, target: Any, result: Any) -> int:
-    """Device buffer to host, the allreduce there, the host result back to ``target``."""
-    buf.get(out=host)
-    sent = call()
-    target.set(result)
-    return sent
-
-
-class _Buffers(Prepared):
-    """One size's buffers for an allreduce case; everything allocated here, once."""
-
-    def __init__(self, case: AllreduceCase, size_bytes: int) -> None:
-        xp, dtype = case.backend.xp, np.dtype(case.dtype)
-        algo = case.algorithm
-        self.case = case
-        self.count = size_bytes // dtype.itemsize
-        self.size_bytes = self.count * dtype.itemsize
-        # Zeros stay zeros under any number of in-place sums, maxima and minima: the timed
-        # data never grows to Inf, wraps or turns subnormal (no data-dependent timing).
-        self.buf = aligned_full(xp, self.count, 0, dtype)
-        self.out = aligned_full(xp, self.count, 0, dtype) if algo.out_of_place else None
-        self.staged = case.backend.stage_through_host()
-        self.host_only = not case.backend.on_gpu
-        self._timed: Callable[[], Any] | None = None
-        self._run: Callable[[], int]
-        if self.staged:  # MPI sees host copies; the call stages in and out around them
-            self.host = np.empty(self.count, dtype)
-            self.host_out = np.empty_like(self.host) if self.out is not None else None
-            self.scratch = Scratch(np)
-            call = algo.call(case.comm, self.host, op=case.op, scratch=self.scratch,
-                             out=self.host_out)  # fmt: skip
-            result = self.host_out if self.host_out is not None else self.host
-            self._run = functools.partial(_staged, self.buf, self.host, call, self.result(), result)
-        else:
-            self.scratch = Scratch(xp)
-            self._run = algo.call(case.comm, self.buf, op=case.op, scratch=self.scratch,
-                                  out=self.out)  # fmt: skip
-            self._timed = algo.bind(case.comm, self.buf, op=case.op, scratch=self.scratch,
-                                    out=self.out)  # fmt: skip
-
-    def run(self) -> int:
-        return self._run()
-
-    def timed_call(self) -> Any:
-        return self._timed or self._run
-
-    def sync(self) -> None:
-        sync(self.buf)
-
-    def result(self) -> Any:
-        return self.out if self.out is not None else self.buf
-
-    def check(self) -> dict[str, Any]:
-        comm, xp = self.case.comm, self.case.backend.xp
-        fill_check_data(self.buf, comm.rank)
-        sync(self.buf)
-        if self.staged:
-            reference = np.empty_like(self.host)
-            comm.Allreduce(to_host(self.buf), reference, self.case.op)
-        else:
-            reference = xp.empty_like(self.buf)
-            comm.Allreduce(self.buf, reference, self.case.op)
-        self.run()
-        self.sync()
-        got = to_host(self.result()) if self.staged else self.result()
-        return {"wrong": count_mismatches(got, reference)}
-
-
-class AllreduceCase(Case):
-    """An allreduce algorithm timed by the harness; busbw factor 2(p-1)/p."""
-
-    kernel = KERNEL
-
-    def __init__(
-        self, comm: MPI.Comm, algorithm: BoundAlgorithm, dtype: str, backend: Backend,
-        op: MPI.Op = MPI.SUM,
-    ) -> None:  # fmt: skip
-        self.comm, self.algorithm, self.dtype, self.backend, self.op = (
-            comm, algorithm, dtype, backend, op
-        )  # fmt: skip
-        self.algo = algorithm.label
-        self.itemsize = np.dtype(dtype).itemsize
-
-    def bus_factor(self, ranks: int) -> float:
-        return bus_factor(ranks)
-
-    def record_fields(self) -> dict[str, Any]:
-        return {"op": op_name(self.op), "device": self.backend.device}
-
-    def footprint(self, size_bytes: int) -> int:
-        """Buffer, reference, scratch (a full vector at most), output and host staging."""
-        copies = 3 + self.algorithm.out_of_place + 2 * self.backend.stage_through_host()
-        return copies * size_bytes
-
-    def prepare(self, size_bytes: int) -> _Buffers:
-        return _Buffers(self, size_bytes)
+KERNEL = CollectiveKernel(ALLREDUCE)
+DTYPES = REDUCTION_DTYPES
 
 
 class _CompressedBuffers(Prepared):
@@ -167,24 +68,30 @@ class _CompressedBuffers(Prepared):
     def sync(self) -> None:
         sync(self.x)
 
-    def check(self) -> dict[str, Any]:
-        """Exact sum by MPI in float64; relative error; NaN/Inf (or, for none, any miss) wrong.
+    def _input(self, rank: int, exact_encoder: bool) -> np.ndarray:
+        """Rank ``rank``'s input of the check, on the host: any rank can make anyone's."""
+        if not exact_encoder:
+            return to_host(normal_data(self.case.backend, self.count, rank))
+        data = np.empty(self.count, np.float32)
+        fill_check_data(data, rank)
+        return data
 
-        Check data lie on a 1/8 grid, so float16 node sums and secure aggregation's fixed
-        point carry them exactly too.
-        """
+    def check(self) -> dict[str, Any]:
+        """The exact sum computed locally in float64 from every rank's input; relative error;
+        NaN/Inf (or, without compression, any miss) wrong. Check data lie on a 1/8 grid, so
+        float16 node sums and secure aggregation's fixed point carry them exactly too."""
         comm, chosen = self.case.comm, self.case.plan
         exact_encoder = chosen.encoder == "none"
         fields: dict[str, Any] = {f"{k}_bytes": v for k, v in self.links.items()}  # timed calls
         adaptive = adaptive_of(self.codec)
         if adaptive is not None:
             fields["adapt_choices"] = adaptive.summary()
+        exact = np.zeros(self.count, np.float64)
+        for rank in range(comm.size):
+            exact += self._input(rank, exact_encoder)
         data = self.x
         if exact_encoder:
-            data = self.case.backend.xp.empty_like(self.x)
-            fill_check_data(data, comm.rank)
-        exact = to_host(data).astype(np.float64)
-        comm.Allreduce(MPI.IN_PLACE, exact, MPI.SUM)
+            data = self.case.backend.xp.asarray(self._input(comm.rank, True))
         self.codec = chosen.codec(rank=comm.rank)  # no residual carried over
         host = to_host(self._call(data).out)
         if exact_encoder and not chosen.ef and not _drops(chosen):
@@ -206,7 +113,7 @@ def _drops(chosen: Plan) -> bool:
 class CompressedAllreduceCase(Case):
     """A compressed allreduce along an aggregation plan, on float32."""
 
-    kernel = KERNEL
+    kernel = "allreduce"
     dtype = "float32"
     itemsize = 4
 
@@ -218,9 +125,9 @@ class CompressedAllreduceCase(Case):
 
     def notes(self) -> list[str]:
         if self.plan.stages or self.asked == "native":
-            return []
-        return [f"{self.plan.encoder}: payloads that do not sum are combined by "
-                f"{self.plan.path}, not by --algo {self.asked}"]  # fmt: skip
+            return super().notes()
+        return [*super().notes(), f"{self.plan.encoder}: payloads that do not sum are combined "
+                f"by {self.plan.path}, not by --algo {self.asked}"]  # fmt: skip
 
     def bus_factor(self, ranks: int) -> float:
         return bus_factor(ranks)
@@ -238,13 +145,9 @@ class CompressedAllreduceCase(Case):
 
 
 def parser() -> KernelParser:
-    """Common flags plus --algo, --dtype, --op and the compression flags."""
-    ps = common_parser(KERNEL, DESCRIPTION)
+    """The collective kernel's flags plus the compression flags."""
+    ps = KERNEL.parser()
     add = ps.add_argument
-    add("--algo", default="all", help="comma list of algorithms with options, or all "
-        "(default all), e.g. ring,ring-pipelined:segment=64K,window=4")  # fmt: skip
-    add("--dtype", default="float32", help=f"one of {', '.join(DTYPES)} (default float32)")
-    add("--op", default="sum", help=f"one of {', '.join(OPS)} (default sum)")
     add(
         "--encoder", action="append", default=None, metavar="SPEC",
         help="payload encoder NAME[:key=value,...], repeatable (default: none, uncompressed)",
@@ -260,15 +163,17 @@ def parser() -> KernelParser:
 
 
 def _compressed_cases(
-    comm: MPI.Comm, args: argparse.Namespace, backend: Backend, algos: list[BoundAlgorithm]
+    comm: MPI.Comm, args: argparse.Namespace, backend: Backend, plain: Sequence[Case]
 ) -> list[Case]:
+    if args.mode != "blocking":
+        raise UsageError(f"--mode {args.mode} times MPI's own calls: not with --encoder")
+    algos = parse_algorithms(args.algo)
     cases: list[Case] = []
     for spec in no_repeats(args.encoder, "encoder"):
         if spec.strip() == "none" and args.method == "auto":  # the plain algorithms
             if args.ef:
                 raise UsageError("the none encoder sends the data as it is: no --ef")
-            op = op_by_name(args.op)
-            cases += [AllreduceCase(comm, a, args.dtype, backend, op) for a in algos]
+            cases += plain
             continue
         labels: set[str] = set()
         for algo in algos:
@@ -284,21 +189,16 @@ def _compressed_cases(
     return cases
 
 
-def cases(comm: MPI.Comm, args: argparse.Namespace, backend: Backend) -> list[Case]:
+def cases(comm: MPI.Comm, args: argparse.Namespace, backend: Backend) -> Sequence[Case]:
     """One case per requested algorithm (and encoder, when compressing)."""
-    if args.dtype not in DTYPES:
-        raise UsageError(f"unknown dtype {args.dtype!r}; choose from {', '.join(DTYPES)}")
-    if args.op not in OPS:
-        raise UsageError(f"unknown op {args.op!r}; choose from {', '.join(OPS)}")
-    algos = parse_algorithms(args.algo)
+    uncompressed = KERNEL.cases(comm, args, backend)  # checks the common values first
     if args.encoder:
-        return _compressed_cases(comm, args, backend, algos)
+        return _compressed_cases(comm, args, backend, uncompressed)
     if args.ef or args.method != "auto":
         raise UsageError("--ef and --method need --encoder")
-    op = op_by_name(args.op)
-    return [AllreduceCase(comm, a, args.dtype, backend, op) for a in algos]
+    return uncompressed
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Validate on every rank, sweep, log; the exit status (2 bad input, 1 wrong results)."""
-    return run_sweep_kernel(KERNEL, parser(), cases, argv)
+    return run_sweep_kernel("allreduce", parser(), cases, argv)

@@ -34,7 +34,7 @@ MODES = ("blocking", "nonblocking", "persistent")
 BARRIERS = ("iter", "none")
 INT_MAX = 2**31 - 1
 # Buffer layout codes of the C table: blocks of `count` elements.
-_NONE, _ONE, _P_BLOCKS, _WINDOW, _AT_ROOT = 0, 1, 2, 3, 8
+_NONE, _ONE, _P_BLOCKS, _WINDOW, _NEIGHBORS, _AT_ROOT = 0, 1, 2, 3, 4, 8
 _NO_PERSISTENT = "persistent collectives are not available in this MPI (no MPI-4 *_init calls)"
 _C_ERRORS = {
     -1: "the C core has no such operation",
@@ -58,6 +58,11 @@ class Operation:
     recv: int
     recv_in_place: int
     messages: int  # C divides each sample by this; 0 means by the window
+
+    @property
+    def neighborhood(self) -> bool:
+        """A neighbourhood collective: needs a communicator with a topology."""
+        return self.recv & ~_AT_ROOT == _NEIGHBORS
 
 
 @dataclass(frozen=True)
@@ -217,10 +222,20 @@ def overlap_percent(t_pure: np.ndarray, t_total: np.ndarray, t_compute: np.ndarr
     return 100.0 * max(0.0, 1.0 - (float(np.mean(t_total)) - float(np.mean(t_compute))) / pure)
 
 
-def _blocks(code: int, may_be_root: bool, ranks: int, window: int) -> int:
+def _blocks(code: int, may_be_root: bool, ranks: int, window: int, degree: int) -> int:
     if code & _AT_ROOT and not may_be_root:
         return 0
-    return {_NONE: 0, _ONE: 1, _P_BLOCKS: ranks, _WINDOW: window}[code & ~_AT_ROOT]
+    blocks = {_NONE: 0, _ONE: 1, _P_BLOCKS: ranks, _WINDOW: window, _NEIGHBORS: degree}
+    return blocks[code & ~_AT_ROOT]
+
+
+def _in_degree(comm: MPI.Comm, info: Operation) -> int:
+    """In-neighbours of a distributed-graph communicator (neighbourhood operations only)."""
+    if not info.neighborhood:
+        return 0
+    if not isinstance(comm, MPI.Distgraphcomm):
+        raise UsageError(f"{info.name} needs a distributed-graph communicator")
+    return int(comm.indegree)
 
 
 def _check_options(comm: MPI.Comm, call: TimedCall, info: Operation, core: _Core) -> None:
@@ -250,11 +265,12 @@ def _addresses(comm: MPI.Comm, call: TimedCall, info: Operation) -> tuple[Any, A
     nsets = max(len(call.send), len(call.recv), 1)
     may_be_root = call.rotate_root or comm.Get_rank() == call.root
     p, extent = comm.Get_size(), call.datatype.Get_extent()[1]
+    degree = _in_degree(comm, info)
     send_code = _NONE if call.in_place and not info.rooted else info.send
     recv_code = info.recv_in_place if call.in_place else info.recv
     sides = []
     for side, buffers, code in (("send", call.send, send_code), ("recv", call.recv, recv_code)):
-        need = _blocks(code, may_be_root, p, call.window) * call.count * extent
+        need = _blocks(code, may_be_root, p, call.window, degree) * call.count * extent
         if buffers and len(buffers) != nsets:
             raise UsageError(f"{len(buffers)} {side} buffer sets, {nsets} expected")
         if need and not buffers:

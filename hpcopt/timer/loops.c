@@ -21,8 +21,9 @@ enum { MODE_BLOCKING, MODE_NONBLOCKING, MODE_PERSISTENT };
 enum { ISSUE_BLOCKING, ISSUE_START, ISSUE_INIT };
 /* Results beside MPI's own error codes (which are >= 0). */
 enum { ERR_OPERATION = -1, ERR_NO_PERSISTENT = -2, ERR_MODE = -3, ERR_PAIRS = -4, ERR_NOMEM = -5 };
-/* Buffer layouts in blocks of `count` elements; AT_ROOT: needed only where the rank is root. */
-enum { NONE = 0, ONE = 1, P_BLOCKS = 2, WINDOW = 3, AT_ROOT = 8 };
+/* Buffer layouts in blocks of `count` elements (NEIGHBORS: one per in-neighbour of a
+ * topology communicator); AT_ROOT: needed only where the rank is root. */
+enum { NONE = 0, ONE = 1, P_BLOCKS = 2, WINDOW = 3, NEIGHBORS = 4, AT_ROOT = 8 };
 enum { TAG_DATA = 1, TAG_ACK = 2 };
 
 /* One timed call; mirrors hpcopt.timer.core._CCall field by field. */
@@ -136,6 +137,14 @@ static int scatter(const struct ctx *x, int how, void *s, void *r, int root, MPI
     ISSUE(Scatter, Iscatter, s, x->count, x->dt, into, x->count, x->dt, root, x->comm)
 }
 
+static int neighbor_allgather(const struct ctx *x, int how, void *s, void *r, int root,
+                              MPI_Request *q)
+{
+    (void)root;
+    ISSUE(Neighbor_allgather, Ineighbor_allgather, s, x->count, x->dt, r, x->count, x->dt,
+          x->comm)
+}
+
 static int barrier(const struct ctx *x, int how, void *s, void *r, int root, MPI_Request *q)
 {
     (void)s, (void)r, (void)root;
@@ -208,6 +217,7 @@ static const struct operation OPERATIONS[] = {
     {"gather", gather, NULL, 1, 1, ONE, P_BLOCKS | AT_ROOT, P_BLOCKS | AT_ROOT, 1},
     {"scatter", scatter, NULL, 1, 1, P_BLOCKS | AT_ROOT, ONE, ONE, 1},
     {"barrier", barrier, NULL, 0, 0, NONE, NONE, NONE, 1},
+    {"neighbor_allgather", neighbor_allgather, NULL, 0, 0, ONE, NEIGHBORS, NEIGHBORS, 1},
     {"pingpong", NULL, pingpong, 0, 0, ONE, ONE, ONE, 2},
     {"stream", NULL, stream, 0, 0, WINDOW, WINDOW, WINDOW, 0},
     {"bibw", NULL, bibw, 0, 0, WINDOW, WINDOW, WINDOW, 0},

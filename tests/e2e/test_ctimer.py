@@ -99,7 +99,7 @@ def test_info_says_whether_the_c_timer_works(shared_cache: Path) -> None:
 
 
 def test_truth_script_runs_reference_and_core_side_by_side(shared_cache: Path) -> None:
-    script = ROOT / "benchmarks" / "ctimer_truth.py"
+    script = ROOT / "benchmarks" / "harness_truth.py"
     args = ["--rounds", "1", "--iters", "3", "--warmup", "1", "--maxbytes", "16"]
     proc = subprocess.run(
         [sys.executable, str(script), *args, "--ops", "pingpong,allreduce,alltoall"],

@@ -144,6 +144,8 @@ def cases(p: int, modes: list[str]) -> list[Case]:
     out = []
     for name in operations():
         info = operation(name)
+        if info.neighborhood:  # needs a graph communicator: test_neighbor_allgather
+            continue
         if info.pattern:
             if p % 2 == 0:
                 out += [Case(name, n, dtype) for n in (0, 1, 5) for dtype in DTYPES]
@@ -181,6 +183,7 @@ def refusals(comm: MPI.Comm) -> list[str]:
         TimedCall("allreduce", 8, (a[:4],), (a,)),
         TimedCall("pingpong", 8, (a,), (a,), mode="nonblocking"),
         TimedCall("nosuch", 8, (a,), (a,)),
+        TimedCall("neighbor_allgather", 8, (a,), (a,)),  # COMM_WORLD has no graph
     ]
     if comm.size % 2:
         bad.append(TimedCall("pingpong", 8, (a,), (a,)))
@@ -217,3 +220,18 @@ def test_root_rotation_reaches_every_root() -> None:
 def test_impossible_calls_are_refused_before_running() -> None:
     missed = refusals(COMM)
     assert_everywhere(COMM, not missed, "; ".join(missed))
+
+
+def test_neighbor_allgather_on_a_ring_graph() -> None:
+    """Every rank receives each set's block from each of its ring neighbours, in order."""
+    p, rank = COMM.size, COMM.rank
+    peers = sorted({(rank - 1) % p, (rank + 1) % p} - {rank})
+    graph = COMM.Create_dist_graph_adjacent(peers, peers, reorder=False)
+    send = [np.full(4, 10 * rank + s, np.int32) for s in range(2)]
+    recv = [np.zeros(4 * len(peers), np.int32) for _ in range(2)]
+    call = TimedCall("neighbor_allgather", 4, send, recv, datatype=MPI.INT32_T)
+    time_call(graph, call, np.zeros(3), warmup=1)
+    graph.Free()
+    want = [np.repeat([10 * q + s for q in peers], 4).astype(np.int32) for s in range(2)]
+    ok = all(np.array_equal(got, w) for got, w in zip(recv, want, strict=True))
+    assert_everywhere(COMM, ok, f"neighbour blocks {recv} != {want}")

@@ -21,7 +21,8 @@ from hpcopt.aggregation import plan
 from hpcopt.backend import get_backend
 from hpcopt.collectives import ALLREDUCE, get_algorithm
 from hpcopt.encoders import kernels
-from hpcopt.kernels.allreduce import AllreduceCase, CompressedAllreduceCase
+from hpcopt.kernels.allreduce import CompressedAllreduceCase
+from hpcopt.kernels.collective import CollectiveCase
 
 pytestmark = pytest.mark.mpi
 COMM = MPI.COMM_WORLD
@@ -57,6 +58,7 @@ def growth(call: Any) -> int:
 
 def timed_growth(case: Any) -> int:
     prepared = case.prepare(SIZE)
+    prepared.plan_calls(2 + CALLS, 1)
     for _ in range(2):
         prepared.run()
     COMM.Barrier()
@@ -65,7 +67,7 @@ def timed_growth(case: Any) -> int:
 
 @pytest.mark.parametrize("algo", ALLREDUCE.names())
 def test_uncompressed_algorithms(algo: str) -> None:
-    case = AllreduceCase(COMM, get_algorithm(algo), "float32", get_backend("cpu"))
+    case = CollectiveCase(COMM, ALLREDUCE, get_algorithm(algo), "float32", get_backend("cpu"))
     grew = timed_growth(case)
     assert_everywhere(COMM, grew <= LIMIT, f"{algo}: timed calls allocated {grew} B")
 

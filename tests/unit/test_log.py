@@ -243,3 +243,18 @@ def test_update_needs_a_record(tmp_path: Path) -> None:
     writer.start_run(META)
     with pytest.raises(RuntimeError, match="growing=True"):
         writer.update(record(8)[0])
+
+
+def test_default_names_of_runs_in_the_same_second_do_not_collide(tmp_path: Path) -> None:
+    from hpcopt.output import partial_path, stamped_path
+
+    first = stamped_path("train", tmp_path)
+    first.write_bytes(b"")
+    second = stamped_path("train", tmp_path)
+    partial_path(second).write_bytes(b"")
+    third = stamped_path("train", tmp_path)
+    assert first.parent == tmp_path and first.name.startswith("train-")
+    assert len({first, second, third}) == 3
+    # a run in the next second may start over at the plain name; within one second they count up
+    if second.name.startswith(first.stem):
+        assert second.name == f"{first.stem}-2.h5" and third.name == f"{first.stem}-3.h5"
