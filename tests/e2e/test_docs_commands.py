@@ -58,6 +58,8 @@ def test_every_documented_command_runs(page: Path, tmp_path: Path) -> None:
             ["bash", "-euo", "pipefail", "-c", script], cwd=work, env=env, text=True,
             capture_output=True, timeout=COMMAND_TIMEOUT_S, check=False,
         )  # fmt: skip
+        if proc.returncode != 0 and "install iptables" in proc.stderr:
+            pytest.skip(f"{page.name}:{line}: no netem and no iptables here for a link delay")
         assert proc.returncode == 0, (
             f"{page.name}:{line} failed ({proc.returncode}):\n{script}\n"
             f"{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
