@@ -189,8 +189,9 @@ def test_sigterm_stops_training_at_a_measurement_with_the_trajectory_saved(tmp_p
     from hpcopt.output import partial_path
 
     out = tmp_path / "t.h5"
-    args = ["--problem", "logreg:d=2000,n=1024", "--eps", "1e-14", "--max-iters", "1000000",
-            "-q", "-o", str(out)]  # fmt: skip
+    # top-k 0.1 % with error feedback needs far more than the test's seconds to reach 1e-14
+    args = ["--problem", "logreg:d=2000,n=1024", "--encoder", "topk:ratio=0.001", "--ef",
+            "--eps", "1e-14", "--max-iters", "1000000", "-q", "-o", str(out)]  # fmt: skip
     cmd = [mpiexec(), "-n", "2", sys.executable, str(TRAIN), *args]
     job = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                            env=dict(os.environ, MPIEXEC_TIMEOUT="120"))  # fmt: skip
@@ -198,6 +199,7 @@ def test_sigterm_stops_training_at_a_measurement_with_the_trajectory_saved(tmp_p
     while not partial_path(out).exists() and time.monotonic() < deadline:
         time.sleep(0.2)
     time.sleep(3)
+    assert job.poll() is None, "the run ended before the signal; the test needs a longer run"
     found = subprocess.run(["pgrep", "-f", f"{TRAIN}.*{out}"], capture_output=True, text=True)
     for pid in map(int, found.stdout.split()):
         with open(f"/proc/{pid}/cmdline", "rb") as f:
