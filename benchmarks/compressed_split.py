@@ -50,12 +50,18 @@ def main() -> int:
     parser.add_argument("--ef", action="store_true", help="error feedback on biased encoders")
     args = parser.parse_args()
     native_only = {e for e in available() if ring_refuses(e, args.ef)}
-    fast = [e for e in available() if e not in SLOW | native_only]
+    fast = [e for e in available() if e not in SLOW | native_only | {"none"}]
     with tempfile.TemporaryDirectory() as tmp:
-        records = run(args.size, args.iters, fast, Path(tmp) / "a.h5", args.ef)
-        native = ["none", *sorted(native_only)]
-        records += run(args.size, args.iters, native, Path(tmp) / "n.h5", args.ef, "native")
-        records += run(args.size, 2, sorted(SLOW), Path(tmp) / "b.h5", args.ef)
+        folder = Path(tmp)
+        # "none" has no error to feed back: the plain ring and MPI's own run without --ef
+        records = run(args.size, args.iters, ["none"], folder / "ring.h5", False)
+        records += run(args.size, args.iters, fast, folder / "a.h5", args.ef)
+        records += run(args.size, args.iters, ["none"], folder / "mpi.h5", False, "native")
+        if native_only:
+            records += run(
+                args.size, args.iters, sorted(native_only), folder / "n.h5", args.ef, "native"
+            )
+        records += run(args.size, 2, sorted(SLOW), folder / "b.h5", args.ef)
     base = next(r for r in records if r["encoder"].startswith("none"))["t_avg_s"]
     print(f"# 2 ranks, {args.size} float32 per rank; ms per call; 'vs none' against the ring")
     print(

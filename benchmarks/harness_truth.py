@@ -15,6 +15,10 @@ for allreduce (in place) and ping-pong.
 
     python benchmarks/harness_truth.py [--rounds 5] [--iters 200] [--warmup 20]
         [--minbytes 8] [--maxbytes 16777216] [--ops pingpong,stream,allreduce,...]
+        [--noise-floor]
+
+With --noise-floor the reference also takes the kernel's place: the misses it prints are
+what the targets cannot resolve on this machine.
 """
 
 from __future__ import annotations
@@ -98,9 +102,9 @@ def compare(op: str, exe: Path, args: argparse.Namespace, workdir: Path) -> tupl
     for r in range(args.rounds):
         order = [("ref", refs), ("c", ours)]
         for who, runs in order if r % 2 == 0 else order[::-1]:
-            runs.append(run_reference(exe, op, args) if who == "ref" else
+            runs.append(run_reference(exe, op, args) if who == "ref" or args.noise_floor else
                         run_kernel(op, args, workdir, "c"))  # fmt: skip
-        if op in OVERHEAD_OPS:
+        if op in OVERHEAD_OPS and not args.noise_floor:
             py = run_kernel(op, args, workdir, "python", hi=args.minbytes)[args.minbytes]
             overhead.append((py, ours[-1][args.minbytes]))
     misses = 0
@@ -123,6 +127,9 @@ def main() -> int:
     parser.add_argument("--minbytes", type=int, default=8)
     parser.add_argument("--maxbytes", type=int, default=16 << 20)
     parser.add_argument("--ops", type=lambda s: s.split(","), default=list(KERNEL_OF))
+    parser.add_argument("--noise-floor", action="store_true",
+                        help="put the C reference in the kernel's place: how far two runs of "
+                             "the same program disagree on this machine")  # fmt: skip
     args = parser.parse_args()
     if set(args.ops) - set(KERNEL_OF) or args.rounds < 1 or args.iters < 1 or args.minbytes < 4:
         parser.error(f"operations from {', '.join(KERNEL_OF)}; rounds, iters >= 1; minbytes >= 4")
