@@ -13,7 +13,7 @@ kernel's reduce_scatter size is ranks times that). It also prints what mpi4py co
 call at the smallest size: the same kernel with ``--timer python`` minus ``--timer c``,
 for allreduce (in place) and ping-pong.
 
-    python benchmarks/harness_truth.py [--rounds 5] [--iters 200] [--warmup 20]
+    python benchmarks/harness_truth.py [--rounds 6] [--iters 200] [--warmup 20]
         [--minbytes 8] [--maxbytes 16777216] [--ops pingpong,stream,allreduce,...]
         [--noise-floor]
 
@@ -121,7 +121,7 @@ def compare(op: str, exe: Path, args: argparse.Namespace, workdir: Path) -> tupl
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--iters", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--minbytes", type=int, default=8)
