@@ -80,9 +80,22 @@ class ErrorFeedback(_Residual):
         flat = flat_f32(x)
         p = self.plus_residual(flat)
         payload = self.encoder.encode(p.reshape(x.shape), step)
-        decode_into(self.encoder, payload, self.residual)
-        array_module(p).subtract(p, self.residual, out=self.residual)
+        if self._fused_residual(payload, p):
+            # p − dec(payload) in place, one pass (a sparse payload touches only its entries);
+            # p + (−1·v) rounds exactly as p − v. p becomes the residual, the old one the work.
+            self.encoder.decode_add(payload, p, weight=-1.0)
+            self.residual, self._p = p, self.residual
+        else:
+            decode_into(self.encoder, payload, self.residual)
+            array_module(p).subtract(p, self.residual, out=self.residual)
         return payload
+
+    def _fused_residual(self, payload: Payload, p: Any) -> bool:
+        """Whether the encoder has its own decode-and-add and the payload is not a view of p."""
+        if type(self.encoder).decode_add is Encoder.decode_add:
+            return False
+        xp = array_module(p)
+        return not any(xp.may_share_memory(b, p) for b in payload.buffers)
 
     def decode(self, payload: Payload, out: Any = None) -> Any:
         return self.encoder.decode(payload, out)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hpcopt.encoders import ErrorFeedback, get_encoder
+from hpcopt.encoders import ErrorFeedback, available, get_encoder
 
 BIASED = ["sign", "topk:ratio=0.01", "dgc:ratio=0.01", "randomk:ratio=0.05", "terngrad", "fp16"]
 
@@ -60,3 +60,23 @@ def test_shape_kept() -> None:
     x = np.random.default_rng(1).standard_normal((20, 30)).astype(np.float32)
     assert ef.decode(ef.encode(x)).shape == (20, 30)
     assert ef.name == "topk" and not ef.summable and not ef.unbiased
+
+
+ONE_STAGE = [s for s in available() if s not in ("none", "powersgd", "adaptive")]
+
+
+@pytest.mark.parametrize("d", [0, 1, 7, 4099, 100_003])
+@pytest.mark.parametrize("spec", ONE_STAGE)
+def test_residual_is_the_input_minus_what_was_sent_bit_for_bit(spec: str, d: int) -> None:
+    """The in-place residual (one decode-and-add of −1 where the encoder has one) equals
+    e = (x + e) − decode(payload) computed in two passes, over several steps."""
+    ef = ErrorFeedback(get_encoder(spec))
+    twin = get_encoder(spec)  # the same encoder again: same random stream, same state
+    expected = np.zeros(d, dtype=np.float32)
+    for step, x in enumerate(stream(d, 4)):
+        p = x + expected
+        payload = ef.encode(x, step)
+        sent = twin.decode(twin.encode(p, step)).reshape(-1)
+        assert np.array_equal(ef.decode(payload).reshape(-1), sent)
+        expected = p - sent
+        assert np.array_equal(ef.residual, expected), (spec, d, step)

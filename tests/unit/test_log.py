@@ -258,3 +258,19 @@ def test_default_names_of_runs_in_the_same_second_do_not_collide(tmp_path: Path)
     # a run in the next second may start over at the plain name; within one second they count up
     if second.name.startswith(first.stem):
         assert second.name == f"{first.stem}-2.h5" and third.name == f"{first.stem}-3.h5"
+
+
+def test_a_second_writer_of_one_output_is_refused_while_the_first_holds_it(tmp_path: Path) -> None:
+    """What keeps two suites (or a suite and a kernel) from destroying each other's log."""
+    from hpcopt.errors import UsageError
+    from hpcopt.output import locked_output
+
+    target = tmp_path / "suite.h5"
+    with (
+        locked_output(target, overwrite=True),
+        pytest.raises(UsageError, match="another run is writing"),
+        locked_output(target, overwrite=True),
+    ):
+        pass
+    with locked_output(target, overwrite=True):  # free again once the first is done
+        pass
