@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from hpcopt.encoders.reference import pick_top, scatter_add  # array-generic
+
 __all__ = [
     "dequantize",
     "natural_decode",
@@ -205,28 +207,3 @@ def select_above(x: Any, thr: float, idx: Any) -> tuple[int, bool]:
     room = min(int(found.size), idx.size)
     idx[:room] = found[:room]
     return int(found.size), finite
-
-
-def pick_top(mags: Any, cand: Any, v: float, k: int, out: Any) -> int:
-    """Of increasing ``cand`` with magnitudes ``mags``, those above v, then the first equal
-    to v: k in all."""
-    import cupy
-
-    a = mags[: cand.size]
-    v32 = np.float32(v)
-    keep = a > v32
-    ties = cupy.flatnonzero(a == v32)[: max(0, k - int(keep.sum()))]
-    keep[ties] = True
-    chosen = cand[keep][:k]
-    out[: chosen.size] = chosen
-    return int(chosen.size)
-
-
-def scatter_add(idx: Any, delta: bool, values: Any, out: Any, weight: float) -> None:
-    """``out[idx] += weight·values`` (indices unique; gaps to add up when ``delta``)."""
-    import cupy
-
-    at = cupy.cumsum(idx, dtype=cupy.int64) if delta else idx.astype(cupy.int64)
-    if at.size and (int(at.min()) < 0 or int(at.max()) >= out.size):
-        raise ValueError("scatter_add: index beyond the output")
-    out[at] += np.float32(weight) * values
