@@ -3,6 +3,9 @@
 For each link: p2p latency (8 B) and bandwidth (16 MiB), 2-rank allreduce at 16 MiB
 (ring and native), and compressed allreduces with error feedback (top-k 1 % and sign, by
 allgather) next to the uncompressed ring, so the table shows where compression pays.
+Then it checks the model that the suite's "pays below" line rests on: each allreduce's time
+on the first link, less its wire bytes times that link's β (1 / streaming bandwidth), is
+its time off the wire T0; T0 + wire bytes × β of another link predicts the time there.
 
     python benchmarks/interconnects.py [--links shm,tcp,veth:10gbit,veth:1gbit] [--out DIR]
 """
@@ -46,6 +49,34 @@ def run(link: str, name: str, out: Path) -> Path:
     return log
 
 
+def timings(logs: dict[str, Path]) -> tuple[float, dict[str, tuple[float, int]]]:
+    """β (s/B, from 16 MiB streaming) and (time, wire bytes) of ring, top-k + EF, sign + EF."""
+    stream = next(r for r in read_log(logs["p2p"]).records()
+                  if r["algo"] == "stream" and r["size_bytes"] == 16 << 20)  # fmt: skip
+    ring = next(r for r in read_log(logs["allreduce"]).records() if r["algo"] == "ring")
+    squeezed = {r["encoder"]: r for r in read_log(logs["squeezed"]).records()}
+    pick = {"ring": ring, "topk+EF": squeezed["topk:ratio=0.01+ef"], "sign+EF": squeezed["sign+ef"]}
+    return 1e-9 / stream["algbw_GBps"], {
+        k: (r["t_avg_s"], r["wire_bytes"]) for k, r in pick.items()
+    }
+
+
+def predictions(measured: dict[str, tuple[float, dict[str, tuple[float, int]]]]) -> list[str]:
+    """Times on every link predicted from the first link's T0 and each link's β."""
+    links = list(measured)
+    beta0, base = measured[links[0]]
+    off_wire = {k: t - w * beta0 for k, (t, w) in base.items()}
+    lines = [f"# predicted from {links[0]}: T0 + wire bytes x beta of the link; ms and error"]
+    for link in links[1:]:
+        beta, runs = measured[link]
+        cells = []
+        for k, (t, w) in runs.items():
+            guess = off_wire[k] + w * beta
+            cells.append(f"{k} {t * 1e3:.1f} / {guess * 1e3:.1f} ({(guess - t) / t:+.0%})")
+        lines.append(f"{link:<22}" + "; ".join(cells))
+    return lines
+
+
 def row(link: str, logs: dict[str, Path]) -> str:
     p2p = read_log(logs["p2p"]).records()
     lat = next(r for r in p2p if r["algo"] == "pingpong" and r["size_bytes"] == 8)["t_avg_s"]
@@ -72,11 +103,13 @@ def main() -> int:
         f"{'link':<22}{'lat(us)':>10}{'bw(GB/s)':>10}{'ring(ms)':>10}{'native(ms)':>10}"
         f"{'topk+EF(ms)':>12}{'/ring':>8}{'sign+EF(ms)':>12}{'/ring':>8}"
     )
-    every = []
+    every, measured = [], {}
     for link in args.links.split(","):
         logs = {name: run(link, name, out) for name in RUNS}
         every += logs.values()
+        measured[link] = timings(logs)
         print(row(link, logs), flush=True)
+    print("\n".join(predictions(measured)))
     merged = merge_logs(every, out / "all.h5", overwrite=True)
     print(f"# logs: {out}/ (merged: {merged}); compare with hpcopt compare")
     return 0
