@@ -108,6 +108,7 @@ class Case:
     encoder = "none"
     dtype = "uint8"
     itemsize = 1  # sizes are rounded down to whole elements
+    sizeless = False  # moves no data (a barrier): one record at 0 B, whatever the sizes
     note = ""  # a line for the printed header (e.g. what a size means)
     console = ""  # the console layout (record.CONSOLE) when not the kernel's own
 
@@ -191,6 +192,9 @@ def plan_sizes(
     notes: dict[tuple[str, int], str] = {}
     plans = []
     for case in cases:
+        if case.sizeless:
+            plans.append((case, [0]))
+            continue
         item = case.itemsize
         if sizes and 0 < sizes[0] < item:
             raise UsageError(

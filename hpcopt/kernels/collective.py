@@ -226,8 +226,8 @@ class CollectiveCase(Case):
         self.mode, self.test_calls = mode, test_calls
         self.element_size = np.dtype(dtype).itemsize
         blocks = comm.size if self.operation.blocks_in_size else 1
-        # A barrier moves no data: every size rounds down to 0, one record.
-        self.itemsize = self.element_size * blocks if owner.name != "barrier" else 1 << 62
+        self.itemsize = self.element_size * blocks
+        self.sizeless = owner.name == "barrier"
         self.note = self.operation.size_meaning
         self.console = "overlap" if mode == "nonblocking" else ""
 

@@ -49,6 +49,12 @@ def test_every_collective_kernel_checks_every_algorithm(name: str, tmp_path: Pat
         assert [r["size_bytes"] for r in records] == [0]
 
 
+def test_barrier_runs_with_the_default_sizes(tmp_path: Path) -> None:
+    """A barrier moves no data: any sweep (the defaults start at 8 B) is one record at 0 B."""
+    _, _, records = run_kernel("barrier", 2, tmp_path, "-e", "1M")
+    assert [r["size_bytes"] for r in records] == [0] and records[0]["wrong"] == 0
+
+
 def test_neighbourhood_exchange_per_topology(tmp_path: Path) -> None:
     topologies = "ring,torus,hypercube,exponential,complete"
     _, _, records = run_kernel("neighbor", 4, tmp_path, "-b", "8", "-e", "4K", "-f", "8",
