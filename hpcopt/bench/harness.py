@@ -183,11 +183,13 @@ def whole_items(sizes: Sequence[int], itemsize: int) -> list[int]:
 
 
 def plan_sizes(
-    cases: Sequence[Case], sizes: Sequence[int]
+    cases: Sequence[Case], sizes: Sequence[int], *, strict: bool = True
 ) -> tuple[list[tuple[Case, list[int]]], list[str]]:
     """Each case's sizes in whole elements, and a note for each element size that rounded.
 
-    A smallest size between zero and one element cannot be measured: UsageError.
+    A size between zero and one element cannot be measured: with ``strict`` (a smallest
+    size the user chose) a UsageError; otherwise such sizes are skipped with a note, unless
+    none is left.
     """
     notes: dict[tuple[str, int], str] = {}
     plans = []
@@ -195,19 +197,27 @@ def plan_sizes(
         if case.sizeless:
             plans.append((case, [0]))
             continue
-        item = case.itemsize
-        if sizes and 0 < sizes[0] < item:
-            raise UsageError(
-                f"size {sizes[0]} B is less than one {case.dtype} element ({item} B); "
-                f"use -b {item} or more"
+        item, mine = case.itemsize, list(sizes)
+        if mine and 0 < mine[0] < item:
+            kept = [s for s in mine if not 0 < s < item]
+            if strict or not kept:
+                raise UsageError(
+                    f"size {mine[0]} B is less than one {case.dtype} element ({item} B); "
+                    f"use -b {item} or more"
+                )
+            skipped = ", ".join(str(s) for s in mine if 0 < s < item)
+            notes[(case.dtype, -item)] = (
+                f"sizes below one {case.dtype} element of this operation ({item} B) "
+                f"skipped: {skipped}"
             )
-        rounded = [f"{s} -> {s - s % item}" for s in sizes if s % item]
+            mine = kept
+        rounded = [f"{s} -> {s - s % item}" for s in mine if s % item]
         if rounded and (case.dtype, item) not in notes:
             shown = ", ".join(rounded[:4]) + (", ..." if len(rounded) > 4 else "")
             notes[(case.dtype, item)] = (
                 f"sizes rounded down to whole {case.dtype} elements: {shown}"
             )
-        plans.append((case, whole_items(sizes, item)))
+        plans.append((case, whole_items(mine, item)))
     told = list(dict.fromkeys(note for case in cases for note in case.notes()))
     return plans, list(notes.values()) + told
 

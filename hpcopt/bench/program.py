@@ -105,8 +105,9 @@ def common_parser(kernel: str, description: str | None) -> KernelParser:
     """The flags every sweeping kernel takes (nccl-tests' -b -e -f -w -n -c, plus output)."""
     parser = KernelParser(prog=f"kernels/{kernel}.py", description=description)
     add = parser.add_argument
-    add("-b", "--minbytes", default="8",
-        help="smallest message size, e.g. 8, 1K, 16M (default %(default)s)")  # fmt: skip
+    add("-b", "--minbytes", default=None,
+        help="smallest message size, e.g. 8, 1K, 16M (default 8, sizes below one element of "
+             "a case skipped)")  # fmt: skip
     add("-e", "--maxbytes", default="16M", help="largest message size (default %(default)s)")
     add("-f", "--stepfactor", default=2.0, type=_factor,
         help="size multiplier from one size to the next (default %(default)g)")  # fmt: skip
@@ -153,11 +154,14 @@ def _seconds(text: str) -> float:
     return value
 
 
+DEFAULT_MINBYTES = "8"
+
+
 def sweep_config(args: argparse.Namespace) -> SweepConfig:
     """The harness configuration from the common flags."""
     if args.iters < 1 or args.warmup < 0:
         raise UsageError("-n must be >= 1 and -w >= 0")
-    low, high = parse_size(args.minbytes), parse_size(args.maxbytes)
+    low, high = parse_size(args.minbytes or DEFAULT_MINBYTES), parse_size(args.maxbytes)
     if smoke.active():
         high = min(high, smoke.MAX_BYTES)
         low = min(low, high)
@@ -238,7 +242,8 @@ def _setup(
         args = parser.parse_args(argv)
         cfg = sweep_config(args)
         backend = get_backend(args.device)
-        plans, notes = plan_sizes(make_cases(comm, args, backend), cfg.sizes)
+        cases = make_cases(comm, args, backend)
+        plans, notes = plan_sizes(cases, cfg.sizes, strict=args.minbytes is not None)
         if args.resume and (args.output or args.overwrite):
             raise UsageError("--resume writes next to the partial log: drop -o and --overwrite")
         return Sweep(args, cfg, backend, plans, notes, None)

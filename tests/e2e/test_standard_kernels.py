@@ -55,6 +55,17 @@ def test_barrier_runs_with_the_default_sizes(tmp_path: Path) -> None:
     assert [r["size_bytes"] for r in records] == [0] and records[0]["wrong"] == 0
 
 
+def test_default_sizes_skip_what_is_below_one_element_of_the_operation(tmp_path: Path) -> None:
+    """reduce_scatter's size is p blocks: on 3 ranks 8 B is below one element of it. The
+    default smallest size skips it with a note; a -b the user chose is refused."""
+    proc, _, records = run_kernel("reduce_scatter", 3, tmp_path, "-e", "64", "--algo", "ring")
+    assert "below one float32 element of this operation (12 B) skipped: 8" in proc.stdout
+    assert [r["size_bytes"] for r in records] == [12, 24, 60]
+    refused = run_mpi(kernel("reduce_scatter"), 3, "-b", "8", "-e", "64", "-o",
+                      str(tmp_path / "no.h5"))  # fmt: skip
+    assert refused.returncode == 2 and "use -b 12 or more" in refused.stderr
+
+
 def test_neighbourhood_exchange_per_topology(tmp_path: Path) -> None:
     topologies = "ring,torus,hypercube,exponential,complete"
     _, _, records = run_kernel("neighbor", 4, tmp_path, "-b", "8", "-e", "4K", "-f", "8",
