@@ -35,7 +35,7 @@ def default_ranks() -> int:
     return max(2, min(MAX_SUITE_RANKS, usable_cores()))
 
 
-SHORT_SWEEP = ["-b", "8", "-f", "16", "--algo", "native,ring"]
+SHORT_SWEEP = ["-f", "16", "--algo", "native,ring"]  # default -b: 8 B, or one element per rank
 SUMMARY_KERNELS = ("allreduce", "allgather", "reduce_scatter")
 
 

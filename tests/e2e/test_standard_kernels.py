@@ -66,6 +66,16 @@ def test_default_sizes_skip_what_is_below_one_element_of_the_operation(tmp_path:
     assert refused.returncode == 2 and "use -b 12 or more" in refused.stderr
 
 
+@pytest.mark.parametrize("name", ["allgather", "reduce_scatter"])
+def test_the_suites_short_sweeps_run_on_3_and_4_ranks(name: str, tmp_path: Path) -> None:
+    """hpcopt suite runs one rank per core up to 4: its sweeps must run there too."""
+    from hpcopt.suite import SHORT_SWEEP
+
+    for ranks in (3, 4):
+        _, _, records = run_kernel(name, ranks, tmp_path, *SHORT_SWEEP, "-e", "64K")
+        assert records and all(r["wrong"] == 0 for r in records)
+
+
 def test_neighbourhood_exchange_per_topology(tmp_path: Path) -> None:
     topologies = "ring,torus,hypercube,exponential,complete"
     _, _, records = run_kernel("neighbor", 4, tmp_path, "-b", "8", "-e", "4K", "-f", "8",
