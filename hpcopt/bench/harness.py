@@ -191,7 +191,7 @@ def plan_sizes(
     size the user chose) a UsageError; otherwise such sizes are skipped with a note, unless
     none is left.
     """
-    notes: dict[tuple[str, int], str] = {}
+    notes: dict[str, None] = {}  # in order, each once
     plans = []
     for case in cases:
         if case.sizeless:
@@ -206,20 +206,16 @@ def plan_sizes(
                     f"use -b {item} or more"
                 )
             skipped = ", ".join(str(s) for s in mine if 0 < s < item)
-            notes[(case.dtype, -item)] = (
-                f"sizes below one {case.dtype} element of this operation ({item} B) "
-                f"skipped: {skipped}"
-            )
+            notes[f"sizes below one {case.dtype} element of this operation ({item} B) "
+                  f"skipped: {skipped}"] = None  # fmt: skip
             mine = kept
         rounded = [f"{s} -> {s - s % item}" for s in mine if s % item]
-        if rounded and (case.dtype, item) not in notes:
+        if rounded:
             shown = ", ".join(rounded[:4]) + (", ..." if len(rounded) > 4 else "")
-            notes[(case.dtype, item)] = (
-                f"sizes rounded down to whole {case.dtype} elements: {shown}"
-            )
+            notes[f"sizes rounded down to whole {case.dtype} elements: {shown}"] = None
         plans.append((case, whole_items(mine, item)))
     told = list(dict.fromkeys(note for case in cases for note in case.notes()))
-    return plans, list(notes.values()) + told
+    return plans, list(notes) + told
 
 
 def iterations_for(size_bytes: int, cfg: SweepConfig) -> tuple[int, int]:

@@ -63,6 +63,7 @@ TIMES_NOTE = (
 
 MakeCases = Callable[[MPI.Comm, argparse.Namespace, Backend], Sequence[Case]]
 T = TypeVar("T")
+DEFAULT_MINBYTES = "8"  # -b when not given; sizes below one element are then skipped
 
 
 class KernelParser(argparse.ArgumentParser):
@@ -106,8 +107,8 @@ def common_parser(kernel: str, description: str | None) -> KernelParser:
     parser = KernelParser(prog=f"kernels/{kernel}.py", description=description)
     add = parser.add_argument
     add("-b", "--minbytes", default=None,
-        help="smallest message size, e.g. 8, 1K, 16M (default 8, sizes below one element of "
-             "a case skipped)")  # fmt: skip
+        help=f"smallest message size, e.g. 8, 1K, 16M (default {DEFAULT_MINBYTES}, sizes below "
+             "one element of a case skipped)")  # fmt: skip
     add("-e", "--maxbytes", default="16M", help="largest message size (default %(default)s)")
     add("-f", "--stepfactor", default=2.0, type=_factor,
         help="size multiplier from one size to the next (default %(default)g)")  # fmt: skip
@@ -152,9 +153,6 @@ def _seconds(text: str) -> float:
     if not (math.isfinite(value) and value >= 0):
         raise UsageError(f"--timeout must be a finite number of seconds >= 0, got {text}")
     return value
-
-
-DEFAULT_MINBYTES = "8"
 
 
 def sweep_config(args: argparse.Namespace) -> SweepConfig:
@@ -242,8 +240,9 @@ def _setup(
         args = parser.parse_args(argv)
         cfg = sweep_config(args)
         backend = get_backend(args.device)
-        cases = make_cases(comm, args, backend)
-        plans, notes = plan_sizes(cases, cfg.sizes, strict=args.minbytes is not None)
+        plans, notes = plan_sizes(
+            make_cases(comm, args, backend), cfg.sizes, strict=args.minbytes is not None
+        )
         if args.resume and (args.output or args.overwrite):
             raise UsageError("--resume writes next to the partial log: drop -o and --overwrite")
         return Sweep(args, cfg, backend, plans, notes, None)

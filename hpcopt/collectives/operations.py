@@ -90,11 +90,16 @@ class Operation:
         """Elements per block at ``size_bytes`` (whole blocks only)."""
         return size_bytes // (itemsize * (ranks if self.blocks_in_size else 1))
 
+    @property
+    def moves_data(self) -> bool:
+        """False for the barrier: no payload, one record at 0 B."""
+        return self.name != "barrier"
+
     def input_blocks(self, p: int) -> int:
         return p if self.per_peer_input else 1
 
     def output_blocks(self, p: int) -> int:
-        return p if self.gathers else (0 if self.name == "barrier" else 1)
+        return p if self.gathers else int(self.moves_data)
 
     def call_blocks(self, p: int) -> int:
         """The larger of a rank's input and result, in blocks (the same on every rank)."""
@@ -131,7 +136,7 @@ class Operation:
         own = self.per_peer_input
         if self.rooted and self.recv_at == "root" and rank != root:
             return None
-        if self.name == "barrier":
+        if not self.moves_data:
             return None
         if self.name in ("bcast", "scatter"):
             return data(root, rank if own else 0)

@@ -227,7 +227,7 @@ class CollectiveCase(Case):
         self.element_size = np.dtype(dtype).itemsize
         blocks = comm.size if self.operation.blocks_in_size else 1
         self.itemsize = self.element_size * blocks
-        self.sizeless = owner.name == "barrier"
+        self.sizeless = not self.operation.moves_data
         self.note = self.operation.size_meaning
         self.console = "overlap" if mode == "nonblocking" else ""
 
