@@ -201,3 +201,15 @@ def test_fit_compare_and_plots_cover_the_new_kernels(tmp_path: Path) -> None:
     assert {("neighbor", "torus"), ("allreduce", "nonblocking")} <= kinds
     paths = {p.stem for p in plot_log(log, tmp_path / "fig")}
     assert {"allgather_time", "allgather_busbw", "allreduce_overlap", "neighbor_time"} <= paths
+
+
+def test_overlap_is_osus_formula_within_0_and_100_percent() -> None:
+    from hpcopt.timer import overlap_percent
+
+    def pct(pure: float, total: float, compute: float) -> float:
+        return overlap_percent(np.array([pure]), np.array([total]), np.array([compute]))
+
+    assert pct(10.0, 15.0, 10.0) == pytest.approx(50.0)  # half the call showed
+    assert pct(10.0, 25.0, 10.0) == 0.0  # slower than call + compute: none hidden
+    assert pct(10.0, 8.0, 10.0) == 100.0  # a noisy compute phase outlasted the total
+    assert pct(0.0, 1.0, 1.0) == 0.0
